@@ -1,0 +1,38 @@
+"""The stock-change outbox: how inventory tells upper layers that quantities moved.
+
+A row per changed (SKU, warehouse) is written in the caller's transaction; after commit the
+task named by ``settings.INVENTORY_STOCK_CHANGE_TASK`` (if any) is nudged by name, so
+inventory never imports the apps that react. A lost nudge loses nothing: the rows stay until
+a consumer (also swept periodically) takes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+
+from .models import StockChange
+
+
+def record_stock_change(pairs: Iterable[tuple[int, int]]) -> None:
+    """Record that each ``(sku_id, warehouse_id)`` changed, and nudge the consumer on commit."""
+    rows = [StockChange(sku_id=sku_id, warehouse_id=wh_id) for sku_id, wh_id in set(pairs)]
+    if not rows:
+        return
+    StockChange.objects.bulk_create(rows)
+    task_name = getattr(settings, "INVENTORY_STOCK_CHANGE_TASK", "")
+    if task_name:
+        transaction.on_commit(_nudge)
+
+
+def _nudge() -> None:
+    from celery import current_app
+
+    name = settings.INVENTORY_STOCK_CHANGE_TASK
+    task = current_app.tasks.get(name)
+    if task is not None:
+        task.delay()
+    else:
+        current_app.send_task(name)
