@@ -25,11 +25,13 @@ migrate: install
 demo: migrate
 	$(BIN)/python manage.py seed_demo
 
+run: export RECONCILE_EVERY_SECONDS ?= 60
 run: demo
 	@echo ""
 	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"
 	@echo "  Login:  demo / demo-password"
 	@echo "  API:    http://127.0.0.1:$(PORT)/api/docs/"
+	@echo "  Channel simulators: Amazon :8101, Shopify :8102, eBay :8103, Walmart :8104"
 	@echo ""
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile
 

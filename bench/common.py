@@ -40,6 +40,9 @@ def setup_django(*, fresh: bool = True) -> str:
     os.environ["DATABASE_URL"] = url
     os.environ["DEBUG"] = "0"
     os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use-123456")
+    os.environ.setdefault(
+        "CHANNEL_CREDENTIALS_KEYS", "YmVuY2htYXJrLW9ubHkta2V5LW5vdC1mb3ItdXNlLTE="
+    )
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oms.settings")

@@ -111,7 +111,7 @@ class BundleComponent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.component_id}"
+        return f"{self.quantity} x {self.component}"
 
 
 class StockLevel(models.Model):
@@ -146,8 +146,21 @@ class StockLevel(models.Model):
         return self.on_hand - self.reserved
 
 
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise LedgerAppendOnly("the stock movement ledger is append-only (UPDATE refused)")
+
+    def delete(self):
+        raise LedgerAppendOnly("the stock movement ledger is append-only (DELETE refused)")
+
+
+class LedgerAppendOnly(Exception):
+    pass
+
+
 class StockMovement(models.Model):
-    """One append-only ledger entry. Database triggers refuse UPDATE and DELETE."""
+    """One append-only ledger entry. Refused on UPDATE and DELETE by database triggers (on
+    PostgreSQL; on SQLite updates only) and by the model layer."""
 
     class Kind(models.TextChoices):
         RECEIPT = "receipt", "Receipt"
@@ -175,6 +188,8 @@ class StockMovement(models.Model):
     actor_label = models.CharField(max_length=100, blank=True, help_text="System actor name.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -184,6 +199,14 @@ class StockMovement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.sku_id}@{self.warehouse_id} {self.on_hand_delta:+d}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise LedgerAppendOnly("the stock movement ledger is append-only (UPDATE refused)")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerAppendOnly("the stock movement ledger is append-only (DELETE refused)")
 
 
 class IdempotencyRecord(models.Model):

@@ -683,7 +683,11 @@ def stock_ledger_repair(*, repair: bool = True) -> list[StockDiscrepancy]:
                 on_hand=expected_on_hand, reserved=expected_reserved
             )
             outbox.record_stock_change({(level.sku_id, level.warehouse_id)})
+            now = timezone.now()
+            StockDiscrepancy.objects.filter(stock_level=level, repaired_at__isnull=True).update(
+                repaired_at=now
+            )
             for row in rows:
-                row.repaired_at = timezone.now()
+                row.repaired_at = now
         found.extend(StockDiscrepancy.objects.bulk_create(rows))
     return found

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args, **env):
-    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    unset = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -34,6 +35,7 @@ def test_production_mode_passes_check_deploy():
         "WARNING",
         DEBUG="0",
         SECRET_KEY="x7Gq2pLz9vR4mN8wK1cT5yB3hJ6dF0sA-qwertyuiopasdfghjklzxcvbnm",
+        CHANNEL_CREDENTIALS_KEYS="ZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmQ=",
         ALLOWED_HOSTS="backoffice.example.com",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

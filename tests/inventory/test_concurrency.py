@@ -49,7 +49,7 @@ def test_sixteen_threads_two_thousand_orders_five_hundred_units():
         items = [(sku, rng.randint(1, 2), f"line-{k}") for k, sku in enumerate(lines)]
         demand = defaultdict(int)
         for sku, qty, _ in items:
-            for part, per in (recipe.items() if sku.is_bundle else [(sku.pk, 1)]):
+            for part, per in recipe.items() if sku.is_bundle else [(sku.pk, 1)]:
                 demand[part] += qty * per
         reference = f"order-{n}"
         orders.append((reference, items))

@@ -251,6 +251,22 @@ def test_ledger_is_append_only(wh, mug):
         StockMovement.objects.filter(pk=movement.pk).update(on_hand_delta=100)
     with pytest.raises(Exception, match="append-only"), transaction.atomic():
         StockMovement.objects.filter(pk=movement.pk).delete()
+    with pytest.raises(Exception, match="append-only"):
+        movement.save()
+    # The database itself refuses a write that goes around the model.
+    with (
+        pytest.raises(Exception, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE inventory_stockmovement SET on_hand_delta = 100")
+    if connection.vendor == "postgresql":
+        with (
+            pytest.raises(Exception, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM inventory_stockmovement")
     assert StockMovement.objects.get().on_hand_delta == 1
 
 

@@ -37,9 +37,7 @@ class InventoryMachine(RuleBasedStateMachine):
             Warehouse.objects.create(code=f"a-{tag}"),
             Warehouse.objects.create(code=f"b-{tag}", kind=Warehouse.Kind.THREE_PL),
         ]
-        self.quarantine = Warehouse.objects.create(
-            code=f"q-{tag}", kind=Warehouse.Kind.QUARANTINE
-        )
+        self.quarantine = Warehouse.objects.create(code=f"q-{tag}", kind=Warehouse.Kind.QUARANTINE)
         self.skus = [SKU.objects.create(code=f"S{i}-{tag}") for i in range(3)]
         self.kit = SKU.objects.create(code=f"B-{tag}", kind=SKU.Kind.BUNDLE)
         self.recipe = {self.skus[0].pk: 2, self.skus[1].pk: 1}
@@ -52,9 +50,7 @@ class InventoryMachine(RuleBasedStateMachine):
     def available(self, sku_pk, wh_pk):
         return self.on_hand[(sku_pk, wh_pk)] - self.reserved[(sku_pk, wh_pk)]
 
-    @rule(
-        sku=st.integers(0, 2), wh=st.integers(0, 2), qty=st.integers(1, 12), q=st.booleans()
-    )
+    @rule(sku=st.integers(0, 2), wh=st.integers(0, 2), qty=st.integers(1, 12), q=st.booleans())
     def receive(self, sku, wh, qty, q):
         warehouse = self.quarantine if q else self.warehouses[wh % 2]
         services.stock_receive(sku=self.skus[sku], warehouse=warehouse, quantity=qty)
@@ -63,9 +59,7 @@ class InventoryMachine(RuleBasedStateMachine):
     @rule(
         target=references,
         wh=st.integers(0, 1),
-        lines=st.lists(
-            st.tuples(st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=3
-        ),
+        lines=st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=3),
     )
     def reserve(self, wh, lines):
         warehouse = self.warehouses[wh]

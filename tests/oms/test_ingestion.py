@@ -88,7 +88,9 @@ def test_missing_address_holds_and_address_update_releases(amazon, stocked, mug)
     assert level(mug, stocked["nyc"]).reserved == 0
     fixed = make_record(
         updated_at=datetime(2026, 11, 24, 17, 0, tzinfo=UTC),
-        ship_to=AddressRecord(line1="2 Elm St", city="Boston", postal_code="02101", country_code="US"),
+        ship_to=AddressRecord(
+            line1="2 Elm St", city="Boston", postal_code="02101", country_code="US"
+        ),
     )
     order = order_ingest(channel=amazon, record=fixed).order
     assert order.status == "allocated"
@@ -125,9 +127,7 @@ def test_split_across_warehouses_only_where_allowed(amazon, stocked, mug, lid, r
     stock_receive(sku=lid, warehouse=reno, quantity=5)
     amazon.allow_split_shipments = True
     amazon.save()
-    order = order_ingest(
-        channel=amazon, record=make_record(lines=(("MUG", 10), ("LID", 12)))
-    ).order
+    order = order_ingest(channel=amazon, record=make_record(lines=(("MUG", 10), ("LID", 12)))).order
     assert order.status == "on_hold"  # 12 lids exist nowhere in one place
     order = order_ingest(
         channel=amazon, record=make_record("o-3", lines=(("MUG", 10), ("LID", 5)))

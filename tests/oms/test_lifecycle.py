@@ -64,8 +64,15 @@ def test_happy_path_release_pick_pack_ship_deliver(order):
     order.refresh_from_db()
     assert order.status == S.DELIVERED
     statuses = list(order.events.filter(kind="status").values_list("to_status", flat=True))
-    assert statuses == ["awaiting", "allocated", "released", "picked", "packed", "shipped",
-                        "delivered"]
+    assert statuses == [
+        "awaiting",
+        "allocated",
+        "released",
+        "picked",
+        "packed",
+        "shipped",
+        "delivered",
+    ]
 
 
 def test_partial_shipments(order):
