@@ -1,0 +1,1 @@
+"""Channel connectors: one per channel kind, HTTP and mapping only (no ORM)."""

@@ -1,0 +1,482 @@
+"""Walmart Marketplace (US) connector: client-credentials token, orders, inventory, feeds.
+
+Orders are read by ``lastModifiedStartDate`` and followed through ``meta.nextCursor``;
+new (Created) orders are acknowledged as they are fetched, because Walmart cancels orders
+left unacknowledged. Quantities are set per SKU with ``PUT /v3/inventory``; the bulk
+inventory feed is offered separately for reconciliation runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from oms.records import AddressRecord, ChannelOrderStatus, OrderLineRecord, OrderRecord
+
+from .base import (
+    ChannelConfig,
+    ChannelConnector,
+    ConnectorError,
+    ConnectorPermanentError,
+    ConnectorRetryableError,
+    InventoryUpdate,
+    ListingSnapshot,
+    OrderPage,
+    PushResult,
+    ShipmentConfirmation,
+    from_epoch_ms,
+    iso_utc_ms,
+    map_records,
+    to_decimal,
+    to_epoch_ms,
+)
+from .http import HttpClient, RetryPolicy
+
+SERVICE_NAME = "Walmart Marketplace"
+TOKEN_MARGIN_SECONDS = 60
+CARRIERS = {c.lower(): c for c in ("UPS", "USPS", "FedEx", "DHL", "OnTrac", "LaserShip")}
+METHODS = {
+    m.lower(): m for m in ("Standard", "Express", "OneDay", "Freight", "WhiteGlove", "Value")
+}
+COUNTRIES = {"USA": "US", "US": "US", "CAN": "CA", "MEX": "MX"}
+NOT_FOUND = frozenset({404})
+
+
+def walmart_error_message(body: Any) -> str | None:
+    """``description`` of the first error in any of Walmart's envelopes."""
+    if not isinstance(body, dict):
+        return None
+    errors = body.get("errors", body.get("error"))
+    if isinstance(errors, dict):
+        errors = errors.get("error")
+    if isinstance(errors, dict):
+        errors = [errors]
+    if isinstance(errors, list) and errors:
+        parts = []
+        for error in errors:
+            text = error.get("description") or error.get("message") or error.get("info") or ""
+            if error.get("info") and error["info"] != text:
+                text = f"{text}: {error['info']}"
+            parts.append(f"{error.get('code')}: {text}" if error.get("code") else text)
+        return "; ".join(parts)
+    if isinstance(body.get("error_description"), str):
+        return body["error_description"]
+    return None
+
+
+def replenishment_pause(response: Any) -> float | None:
+    """Wait until ``X-Next-Replenishment-Time`` when the bucket is empty."""
+    count = response.headers.get("X-Current-Token-Count")
+    at = response.headers.get("X-Next-Replenishment-Time")
+    if count is None or at is None:
+        return None
+    try:
+        if int(float(count)) > 0:
+            return None
+        return max(0.0, int(at) / 1000 - time.time())
+    except ValueError:
+        return None
+
+
+def _lines(order: dict[str, Any]) -> list[dict[str, Any]]:
+    return order["orderLines"]["orderLine"]
+
+
+def _statuses(line: dict[str, Any]) -> list[dict[str, Any]]:
+    return line["orderLineStatuses"]["orderLineStatus"]
+
+
+def _amount(status: dict[str, Any]) -> int:
+    return int(status["statusQuantity"]["amount"])
+
+
+def needs_acknowledgement(order: dict[str, Any]) -> bool:
+    return any(s["status"] == "Created" for line in _lines(order) for s in _statuses(line))
+
+
+def map_order(order: dict[str, Any]) -> OrderRecord:
+    """Map one Walmart order JSON to an ``OrderRecord``; raises on a field it cannot read."""
+    lines = []
+    currency = ""
+    product = shipping = tax = Decimal("0")
+    status_dates = []
+    for line in _lines(order):
+        sku = line["item"].get("sku")
+        if not sku:
+            raise ValueError(f"order line {line.get('lineNumber')} has no SKU")
+        quantity = int(line["orderLineQuantity"]["amount"])
+        line_product = Decimal("0")
+        for charge in (line.get("charges") or {}).get("charge") or []:
+            amount = to_decimal(charge["chargeAmount"]["amount"])
+            currency = currency or charge["chargeAmount"]["currency"]
+            if charge["chargeType"] == "PRODUCT":
+                line_product += amount
+            elif charge["chargeType"] == "SHIPPING":
+                shipping += amount
+            if charge.get("tax"):
+                tax += to_decimal(charge["tax"]["taxAmount"]["amount"])
+        product += line_product
+        statuses = _statuses(line)
+        lines.append(
+            OrderLineRecord(
+                channel_line_id=str(line["lineNumber"]),
+                seller_sku=sku,
+                quantity=quantity,
+                # ItemPrice is the charge for the whole line (Walmart lines are usually 1 unit).
+                unit_price=(line_product / quantity).quantize(Decimal("0.01")),
+                quantity_shipped=sum(
+                    _amount(s) for s in statuses if s["status"] in ("Shipped", "Delivered")
+                ),
+                quantity_cancelled=sum(_amount(s) for s in statuses if s["status"] == "Cancelled"),
+                title=line["item"].get("productName") or "",
+            )
+        )
+        if line.get("statusDate") is not None:
+            status_dates.append(from_epoch_ms(line["statusDate"]))
+    if not lines:
+        raise ValueError("order has no lines")
+    purchased_at = from_epoch_ms(order["orderDate"])
+    info = order.get("shippingInfo") or {}
+    address = info.get("postalAddress")
+    return OrderRecord(
+        channel_order_id=str(order["purchaseOrderId"]),
+        status=_status(order),
+        purchased_at=purchased_at,
+        # Walmart has no order-level modified time; the newest line status change stands in.
+        updated_at=max(status_dates, default=purchased_at),
+        lines=tuple(lines),
+        latest_ship_at=_optional_ms(info.get("estimatedShipDate")),
+        latest_delivery_at=_optional_ms(info.get("estimatedDeliveryDate")),
+        service_level=info.get("methodCode") or "",
+        buyer_name=(address or {}).get("name") or "",
+        buyer_email=order.get("customerEmailId") or "",
+        ship_to=_address(address, info.get("phone")) if address else None,
+        currency=currency or "USD",
+        total=product + shipping + tax,
+        shipping_total=shipping,
+        tax_total=tax,
+        cancel_reason=_cancel_reason(order),
+        raw=order,
+    )
+
+
+def _status(order: dict[str, Any]) -> str:
+    states = [s["status"] for line in _lines(order) for s in _statuses(line)]
+    live = [state for state in states if state != "Cancelled"]
+    if not live:
+        return ChannelOrderStatus.CANCELLED
+    if all(state == "Delivered" for state in live):
+        return ChannelOrderStatus.DELIVERED
+    if all(state in ("Shipped", "Delivered") for state in live):
+        return ChannelOrderStatus.SHIPPED
+    if any(state in ("Shipped", "Delivered") for state in live):
+        return ChannelOrderStatus.PARTIALLY_SHIPPED
+    return ChannelOrderStatus.UNSHIPPED
+
+
+def _cancel_reason(order: dict[str, Any]) -> str:
+    for line in _lines(order):
+        for status in _statuses(line):
+            if status["status"] == "Cancelled" and status.get("cancellationReason"):
+                return status["cancellationReason"]
+    return ""
+
+
+def _optional_ms(value: Any) -> datetime | None:
+    return from_epoch_ms(value) if value is not None else None
+
+
+def _address(address: dict[str, Any], phone: str | None) -> AddressRecord:
+    country = address.get("country") or ""
+    return AddressRecord(
+        name=address.get("name") or "",
+        line1=address.get("address1") or "",
+        line2=address.get("address2") or "",
+        city=address.get("city") or "",
+        region=address.get("state") or "",
+        postal_code=address.get("postalCode") or "",
+        country_code=COUNTRIES.get(country.upper(), country),
+        phone=phone or "",
+    )
+
+
+class WalmartAuth:
+    """Client-credentials token (15 minutes), refreshed shortly before it expires.
+
+    Every call also gets its own ``WM_QOS.CORRELATION_ID``, which Walmart requires.
+    """
+
+    def __init__(self, *, http: HttpClient, client_id: str, client_secret: str) -> None:
+        self.http = http
+        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        self._basic = f"Basic {basic}"
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def headers(self) -> dict[str, str]:
+        if self._token is None or time.monotonic() >= self._expires:
+            self._fetch()
+        return {"WM_SEC.ACCESS_TOKEN": self._token or "", **correlation()}
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    def _fetch(self) -> None:
+        body = self.http.request_json(
+            "POST",
+            "/v3/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": self._basic, **correlation()},
+            authenticated=False,
+        )
+        self._token = body["access_token"]
+        lifetime = float(body.get("expires_in", 900))
+        self._expires = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
+
+
+def correlation() -> dict[str, str]:
+    return {"WM_QOS.CORRELATION_ID": str(uuid.uuid4())}
+
+
+class WalmartConnector(ChannelConnector):
+    """One Walmart seller. Credentials: ``client_id``, ``client_secret``.
+
+    Extra: ``page_size`` (default 200), ``channel_type`` (``WM_CONSUMER.CHANNEL.TYPE``).
+    Walmart's inventory read-back carries no price, so ``ListingSnapshot.price`` is None.
+    """
+
+    kind = "walmart"
+    max_batch_size = 1  # PUT /v3/inventory is per SKU; feeds are for bulk reconciliation
+    rate_per_second = 5.0
+    burst = 10
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self.page_size = int(config.extra.get("page_size", 200))
+        headers = {"WM_SVC.NAME": SERVICE_NAME}
+        if config.extra.get("channel_type"):
+            headers["WM_CONSUMER.CHANNEL.TYPE"] = str(config.extra["channel_type"])
+        self.http = HttpClient(
+            base_url=config.base_url,
+            retry=RetryPolicy.from_config(config),
+            error_message=walmart_error_message,
+            pause_hint=replenishment_pause,
+            headers=headers,
+        )
+        self.http.auth = WalmartAuth(
+            http=self.http,
+            client_id=config.credentials.get("client_id", ""),
+            client_secret=config.credentials.get("client_secret", ""),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def map_order(self, raw: dict[str, Any]) -> OrderRecord:
+        return map_order(raw)
+
+    def test_connection(self) -> str:
+        response = self.http.request(
+            "GET", "/v3/orders", params={"limit": 1}, allow_status=NOT_FOUND
+        )
+        found = 0 if response.status_code == 404 else 1
+        return f"Walmart seller reachable ({'orders' if found else 'no orders'} in the window)"
+
+    def fetch_orders(self, *, updated_after: datetime) -> Iterator[OrderPage]:
+        """All orders modified since ``updated_after``; Created ones are acknowledged.
+
+        An acknowledgement that fails leaves the order as fetched; the next fetch retries.
+        """
+        params: dict[str, Any] | None = {
+            "lastModifiedStartDate": iso_utc_ms(updated_after),
+            "limit": self.page_size,
+        }
+        path = "/v3/orders"
+        while True:
+            response = self.http.request("GET", path, params=params, allow_status=NOT_FOUND)
+            if response.status_code == 404:  # Walmart's answer to "nothing matched"
+                yield OrderPage(records=[], rejects=[], next_cursor=None)
+                return
+            listing = _field(self.http.json_of(response), "list")
+            orders = (listing.get("elements") or {}).get("order") or []
+            records, rejects = map_records(
+                orders,
+                external_id=lambda o: str(o.get("purchaseOrderId", "")),
+                mapper=self._map_and_acknowledge,
+            )
+            cursor = (listing.get("meta") or {}).get("nextCursor")
+            yield OrderPage(records=records, rejects=rejects, next_cursor=cursor)
+            if not cursor or not orders:
+                return
+            path, params = f"/v3/orders{cursor}", None
+
+    def _map_and_acknowledge(self, order: dict[str, Any]) -> OrderRecord:
+        record = map_order(order)
+        if record.status == ChannelOrderStatus.UNSHIPPED and needs_acknowledgement(order):
+            try:
+                return map_order(self.acknowledge_order(record.channel_order_id))
+            except ConnectorError:
+                return record
+        return record
+
+    def acknowledge_order(self, purchase_order_id: str) -> dict[str, Any]:
+        """Acknowledge every Created line; returns the order as Walmart now shows it."""
+        body = self.http.request_json("POST", f"/v3/orders/{quote(purchase_order_id)}/acknowledge")
+        return _field(body, "order")
+
+    def confirm_shipment(self, confirmation: ShipmentConfirmation) -> str:
+        po = quote(confirmation.channel_order_id)
+        order = _field(self.http.request_json("GET", f"/v3/orders/{po}"), "order")
+        lines = {str(line["lineNumber"]): line for line in _lines(order)}
+        pending = []
+        for line_id, quantity in confirmation.lines:
+            line = lines.get(str(line_id))
+            if line is None:
+                raise ConnectorPermanentError(f"order line {line_id} is not on this order")
+            already = any(
+                s["status"] in ("Shipped", "Delivered")
+                and (s.get("trackingInfo") or {}).get("trackingNumber")
+                == confirmation.tracking_number
+                for s in _statuses(line)
+            )
+            if not already:
+                pending.append((line_id, quantity))
+        if not pending:
+            return confirmation.tracking_number
+        if needs_acknowledgement(order):
+            self.acknowledge_order(confirmation.channel_order_id)
+        carrier_key = (confirmation.carrier_code or confirmation.carrier_name).lower()
+        carrier = (
+            {"carrier": CARRIERS[carrier_key]}
+            if carrier_key in CARRIERS
+            else {"otherCarrier": confirmation.carrier_name or confirmation.carrier_code}
+        )
+        tracking = {
+            "shipDateTime": to_epoch_ms(confirmation.shipped_at),
+            "carrierName": carrier,
+            "methodCode": METHODS.get(confirmation.service.lower(), "Standard"),
+            "trackingNumber": confirmation.tracking_number,
+        }
+        payload = {
+            "orderShipment": {
+                "orderLines": {
+                    "orderLine": [
+                        {
+                            "lineNumber": str(line_id),
+                            "orderLineStatuses": {
+                                "orderLineStatus": [
+                                    {
+                                        "status": "Shipped",
+                                        "statusQuantity": {
+                                            "unitOfMeasurement": "EACH",
+                                            "amount": str(quantity),
+                                        },
+                                        "trackingInfo": tracking,
+                                    }
+                                ]
+                            },
+                        }
+                        for line_id, quantity in pending
+                    ]
+                }
+            }
+        }
+        self.http.request("POST", f"/v3/orders/{po}/shipping", json=payload)
+        # Walmart issues no shipment id; the tracking number is the reference.
+        return confirmation.tracking_number
+
+    def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
+        results = []
+        for update in updates:
+            try:
+                if update.quantity is not None:
+                    self.http.request(
+                        "PUT",
+                        "/v3/inventory",
+                        params={"sku": update.seller_sku},
+                        json={
+                            "sku": update.seller_sku,
+                            "quantity": {"unit": "EACH", "amount": update.quantity},
+                        },
+                    )
+                if update.price is not None:
+                    self.http.request("PUT", "/v3/price", json=_price_body(update))
+            except ConnectorPermanentError as exc:
+                results.append(PushResult(update.seller_sku, ok=False, error=exc.message))
+            else:
+                results.append(PushResult(update.seller_sku, ok=True))
+        return results
+
+    def submit_inventory_feed(self, updates: list[InventoryUpdate]) -> str:
+        """Send many quantities as one asynchronous inventory feed; returns the feed id.
+
+        Feeds are limited to a few per hour and apply minutes later, so the per-change sync
+        uses ``push_inventory``; this is for bulk reconciliation.
+        """
+        body = self.http.request_json(
+            "POST",
+            "/v3/feeds",
+            params={"feedType": "inventory"},
+            json={
+                "InventoryHeader": {"version": "1.4"},
+                "Inventory": [
+                    {"sku": u.seller_sku, "quantity": {"unit": "EACH", "amount": u.quantity}}
+                    for u in updates
+                    if u.quantity is not None
+                ],
+            },
+        )
+        return str(_field(body, "feedId"))
+
+    def inventory_feed_results(self, feed_id: str) -> list[PushResult] | None:
+        """Per-SKU outcome of a feed, or None while Walmart is still processing it."""
+        body = self.http.request_json(
+            "GET", f"/v3/feeds/{quote(feed_id)}", params={"includeDetails": "true"}
+        )
+        if body.get("feedStatus") not in ("PROCESSED", "ERROR"):
+            return None
+        results = []
+        details = (body.get("itemDetails") or {}).get("itemIngestionStatus") or []
+        for item in details:
+            ok = item.get("ingestionStatus") == "SUCCESS"
+            errors = ((item.get("ingestionErrors") or {}).get("ingestionError")) or []
+            message = "; ".join(e.get("description", "") for e in errors)
+            results.append(PushResult(item.get("sku") or "", ok=ok, error="" if ok else message))
+        return results
+
+    def read_inventory(self, seller_skus: list[str]) -> list[ListingSnapshot]:
+        snapshots = []
+        for sku in seller_skus:
+            response = self.http.request(
+                "GET", "/v3/inventory", params={"sku": sku}, allow_status=NOT_FOUND
+            )
+            if response.status_code == 404:
+                snapshots.append(ListingSnapshot(sku, None, None))
+                continue
+            quantity = (self.http.json_of(response) or {}).get("quantity") or {}
+            snapshots.append(ListingSnapshot(sku, quantity=quantity.get("amount"), price=None))
+        return snapshots
+
+
+def _price_body(update: InventoryUpdate) -> dict[str, Any]:
+    return {
+        "sku": update.seller_sku,
+        "pricing": [
+            {
+                "currentPriceType": "BASE",
+                "currentPrice": {"currency": "USD", "amount": float(update.price or 0)},
+            }
+        ],
+    }
+
+
+def _field(body: Any, name: str) -> Any:
+    if not isinstance(body, dict) or name not in body:
+        raise ConnectorRetryableError(f"Walmart response has no {name!r}", body=body)
+    return body[name]

@@ -1,0 +1,649 @@
+"""Shopify Admin REST API simulator (orders, fulfillment orders, inventory levels, webhooks).
+
+Wire format follows ``reference/channel-apis.md`` section 3: ``X-Shopify-Access-Token``
+auth, a 40-call bucket leaking 2 calls/s with ``X-Shopify-Shop-Api-Call-Limit`` on every
+response, Shopify's 429 body with ``Retry-After``, ``Link`` header ``page_info`` cursors,
+and webhooks signed with base64 HMAC-SHA256 over the raw body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from .base import (
+    Listing,
+    Request,
+    Response,
+    SimulatorError,
+    SimulatorServer,
+    TokenBucket,
+    fake_buyer,
+    json_response,
+    utc_now,
+)
+
+API_PREFIX = r"/admin/api/(?P<version>\d{4}-\d{2})"
+SHOP_OFFSET = timezone(timedelta(hours=-5))  # shops report local time with an offset
+THROTTLED = (
+    "Exceeded 2 calls per second for api client. Reduce request rates to resume "
+    "uninterrupted service."
+)
+SHIPPING = Decimal("5.00")
+TAX_RATE = Decimal("0.08")
+CENT = Decimal("0.01")
+
+
+def shop_time(moment: datetime) -> str:
+    """Shopify's timestamp style: whole seconds in the shop's zone with an offset."""
+    return moment.astimezone(SHOP_OFFSET).replace(microsecond=0).isoformat()
+
+
+def sign_webhook(body: bytes, secret: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+class ShopifySimulator(SimulatorServer):
+    """One Shopify store with one location; each listing is a product with one variant."""
+
+    kind = "shopify"
+    rate_limits = {"default": (2.0, 40.0)}
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "shpat_simulator",
+        location_id: int = 655441491,
+        **kwargs: Any,
+    ) -> None:
+        self.access_token = access_token
+        self.location_id = location_id
+        self._ids = itertools.count(1_000_001)
+        self.fulfillment_orders: dict[str, list[dict[str, Any]]] = {}
+        self.webhook_targets: list[dict[str, Any]] = []
+        self.webhook_deliveries: list[dict[str, Any]] = []
+        self._webhook_queue: queue.Queue[tuple[dict[str, Any], str, bytes] | None] = queue.Queue()
+        self._webhook_thread: threading.Thread | None = None
+        super().__init__(**kwargs)
+
+    # ----- routes ----------------------------------------------------------------------
+
+    def register_routes(self) -> None:
+        p = API_PREFIX
+        self.route("GET", p + r"/shop\.json", self._shop_info)
+        self.route("GET", p + r"/locations\.json", self._locations)
+        self.route("GET", p + r"/orders\.json", self._orders)
+        self.route("GET", p + r"/orders/(?P<order_id>\d+)\.json", self._order)
+        self.route("GET", p + r"/orders/(?P<order_id>\d+)/fulfillment_orders\.json", self._fos)
+        self.route("GET", p + r"/orders/(?P<order_id>\d+)/fulfillments\.json", self._fulfillments)
+        self.route("POST", p + r"/fulfillments\.json", self._create_fulfillment)
+        self.route("GET", p + r"/products\.json", self._products)
+        self.route("PUT", p + r"/variants/(?P<variant_id>\d+)\.json", self._update_variant)
+        self.route("POST", p + r"/inventory_levels/set\.json", self._set_level)
+        self.route("GET", p + r"/inventory_levels\.json", self._levels)
+        self.route(
+            "POST", r"/_sim/webhooks", self._register_webhook, channel_api=False, bucket=None
+        )
+
+    # ----- channel hooks ---------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> Response | None:
+        if request.headers.get("X-Shopify-Access-Token") != self.access_token:
+            return json_response(
+                {
+                    "errors": "[API] Invalid API key or access token "
+                    "(unrecognized login or wrong password)"
+                },
+                status=401,
+            )
+        return None
+
+    def error_response(self, status: int, message: str) -> Response:
+        return json_response({"errors": message}, status=status)
+
+    def too_many_requests(self, request: Request, retry_after: float) -> Response:
+        bucket = self.buckets["default"]
+        return json_response(
+            {"errors": THROTTLED},
+            status=429,
+            headers={
+                "Retry-After": f"{max(retry_after, 0.1):.1f}",
+                "X-Shopify-Shop-Api-Call-Limit": f"{int(bucket.burst)}/{int(bucket.burst)}",
+            },
+        )
+
+    def rate_limit_headers(self, bucket: TokenBucket) -> dict[str, str]:
+        used = min(int(bucket.burst), math.ceil(bucket.burst - bucket.available))
+        return {"X-Shopify-Shop-Api-Call-Limit": f"{used}/{int(bucket.burst)}"}
+
+    def on_listing_created(self, listing: Listing) -> None:
+        listing.ids.update(
+            product_id=next(self._ids),
+            variant_id=next(self._ids),
+            inventory_item_id=next(self._ids),
+        )
+
+    def new_order_id(self) -> str:
+        return str(5_000_000_000_000 + next(self._ids))
+
+    def build_order(self, order_id: str, items: list[tuple[Listing, int]]) -> dict[str, Any]:
+        stamp = shop_time(utc_now())
+        buyer = fake_buyer(self.rng)
+        number = 1001 + len(self.orders)
+        lines = []
+        for listing, quantity in items:
+            lines.append(
+                {
+                    "id": next(self._ids),
+                    "admin_graphql_api_id": "",
+                    "variant_id": listing.ids["variant_id"],
+                    "product_id": listing.ids["product_id"],
+                    "sku": listing.seller_sku,
+                    "title": f"Product {listing.seller_sku}",
+                    "name": f"Product {listing.seller_sku}",
+                    "quantity": quantity,
+                    "current_quantity": quantity,
+                    "price": str(listing.price),
+                    "fulfillable_quantity": quantity,
+                    "fulfillment_status": None,
+                    "requires_shipping": True,
+                    "taxable": True,
+                    "vendor": "Simulator",
+                }
+            )
+            lines[-1]["admin_graphql_api_id"] = f"gid://shopify/LineItem/{lines[-1]['id']}"
+        subtotal = sum((Decimal(li["price"]) * li["quantity"] for li in lines), Decimal("0"))
+        tax = (subtotal * TAX_RATE).quantize(CENT)
+        address = {
+            "first_name": buyer.first_name,
+            "last_name": buyer.last_name,
+            "name": buyer.name,
+            "address1": buyer.line1,
+            "address2": "",
+            "city": buyer.city,
+            "province": buyer.region,
+            "province_code": buyer.region,
+            "zip": buyer.postal_code,
+            "country": "United States",
+            "country_code": buyer.country_code,
+            "phone": buyer.phone,
+            "company": None,
+        }
+        money = {"amount": str(SHIPPING), "currency_code": "USD"}
+        order = {
+            "id": int(order_id),
+            "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+            "name": f"#{number}",
+            "order_number": number,
+            "email": buyer.email,
+            "contact_email": buyer.email,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "processed_at": stamp,
+            "cancelled_at": None,
+            "cancel_reason": None,
+            "closed_at": None,
+            "financial_status": "paid",
+            "fulfillment_status": None,
+            "currency": "USD",
+            "presentment_currency": "USD",
+            "subtotal_price": str(subtotal),
+            "total_tax": str(tax),
+            "total_discounts": "0.00",
+            "total_price": str(subtotal + tax + SHIPPING),
+            "total_shipping_price_set": {"shop_money": money, "presentment_money": money},
+            "tags": "",
+            "test": False,
+            "customer": {
+                "id": next(self._ids),
+                "email": buyer.email,
+                "first_name": buyer.first_name,
+                "last_name": buyer.last_name,
+            },
+            "shipping_address": address,
+            "billing_address": address,
+            "shipping_lines": [
+                {
+                    "id": next(self._ids),
+                    "title": "Standard Shipping",
+                    "code": "Standard",
+                    "price": str(SHIPPING),
+                    "source": "shopify",
+                }
+            ],
+            "line_items": lines,
+            "fulfillments": [],
+            "refunds": [],
+        }
+        fo_id = next(self._ids)
+        self.fulfillment_orders[order_id] = [
+            {
+                "id": fo_id,
+                "order_id": int(order_id),
+                "assigned_location_id": self.location_id,
+                "request_status": "unsubmitted",
+                "status": "open",
+                "supported_actions": ["create_fulfillment"],
+                "line_items": [
+                    {
+                        "id": next(self._ids),
+                        "fulfillment_order_id": fo_id,
+                        "line_item_id": li["id"],
+                        "inventory_item_id": listing.ids["inventory_item_id"],
+                        "variant_id": li["variant_id"],
+                        "quantity": li["quantity"],
+                        "fulfillable_quantity": li["quantity"],
+                    }
+                    for li, (listing, _quantity) in zip(lines, items, strict=True)
+                ],
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        ]
+        return order
+
+    def on_order_created(self, order: dict[str, Any]) -> None:
+        self._queue_webhooks("orders/create", order)
+
+    def apply_cancel(self, order: dict[str, Any]) -> None:
+        stamp = shop_time(utc_now())
+        order.update(
+            cancelled_at=stamp,
+            cancel_reason="customer",
+            closed_at=stamp,
+            financial_status="refunded",
+            updated_at=stamp,
+        )
+        for fo in self.fulfillment_orders.get(str(order["id"]), []):
+            if fo["status"] in ("open", "in_progress"):
+                fo.update(status="cancelled", updated_at=stamp)
+        self._queue_webhooks("orders/updated", order)
+
+    def malform(self, order: dict[str, Any]) -> dict[str, Any]:
+        if self.rng.random() < 0.5 and order["line_items"]:
+            order["line_items"][0].pop("sku", None)
+        else:
+            order["processed_at"] = order["created_at"] = "not-a-date"
+        return order
+
+    # ----- handlers --------------------------------------------------------------------
+
+    def _shop_info(self, request: Request) -> Response:
+        return json_response(
+            {
+                "shop": {
+                    "id": 548380009,
+                    "name": "Simulator Shop",
+                    "myshopify_domain": "sim-shop.myshopify.com",
+                    "currency": "USD",
+                    "iana_timezone": "America/New_York",
+                }
+            }
+        )
+
+    def _locations(self, request: Request) -> Response:
+        return json_response(
+            {"locations": [{"id": self.location_id, "name": "Main warehouse", "active": True}]}
+        )
+
+    def _orders(self, request: Request) -> Response:
+        limit = int(request.arg("limit", "50") or 50)
+        if not 1 <= limit <= 250:
+            raise SimulatorError("limit must be between 1 and 250", status=400)
+        page_info = request.arg("page_info")
+        if page_info:
+            # Shopify refuses filters on a page_info request: the cursor carries them.
+            if set(request.query) - {"limit", "page_info", "fields"}:
+                return json_response(
+                    {"errors": {"page_info": ["page_info cannot be combined with other filters"]}},
+                    status=400,
+                )
+            try:
+                cursor = json.loads(base64.urlsafe_b64decode(page_info.encode()))
+            except ValueError:
+                return json_response({"errors": {"page_info": ["Invalid value."]}}, status=400)
+        else:
+            cursor = {
+                "status": request.arg("status", "open"),
+                "updated_at_min": request.arg("updated_at_min"),
+                "after": None,
+            }
+        selected = self._select(cursor)
+        page, more = selected[:limit], len(selected) > limit
+        headers = {}
+        if more:
+            last = page[-1]
+            token = base64.urlsafe_b64encode(
+                json.dumps({**cursor, "after": [last["updated_at"], last["id"]]}).encode()
+            ).decode()
+            host = request.headers.get("Host", "")
+            link = f"http://{host}{request.path}?limit={limit}&page_info={token}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        return json_response(
+            {"orders": [self.serve_order(o, str(o["id"])) for o in page]}, headers=headers
+        )
+
+    def _select(self, cursor: dict[str, Any]) -> list[dict[str, Any]]:
+        status = cursor.get("status") or "open"
+        if status not in ("open", "closed", "cancelled", "any"):
+            raise SimulatorError(f"status {status!r} is invalid", status=400)
+        minimum = _parse_time(cursor.get("updated_at_min"), "updated_at_min")
+        after = cursor.get("after")
+        after_key = (_parse_time(after[0], "page_info"), after[1]) if after else None
+        rows = []
+        for order in self.orders.values():
+            if status == "open" and (order["closed_at"] or order["cancelled_at"]):
+                continue
+            if status == "closed" and not order["closed_at"]:
+                continue
+            if status == "cancelled" and not order["cancelled_at"]:
+                continue
+            key = (datetime.fromisoformat(order["updated_at"]), order["id"])
+            if minimum is not None and key[0] < minimum:
+                continue
+            if after_key is not None and key <= after_key:
+                continue
+            rows.append((key, order))
+        rows.sort(key=lambda row: row[0])
+        return [order for _key, order in rows]
+
+    def _order(self, request: Request) -> Response:
+        order = self._get_order(request.params["order_id"])
+        return json_response({"order": self.serve_order(order, str(order["id"]))})
+
+    def _get_order(self, order_id: str) -> dict[str, Any]:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise SimulatorError("Not Found", status=404)
+        return order
+
+    def _fos(self, request: Request) -> Response:
+        self._get_order(request.params["order_id"])
+        return json_response(
+            {"fulfillment_orders": self.fulfillment_orders.get(request.params["order_id"], [])}
+        )
+
+    def _fulfillments(self, request: Request) -> Response:
+        order = self._get_order(request.params["order_id"])
+        return json_response({"fulfillments": order["fulfillments"]})
+
+    def _create_fulfillment(self, request: Request) -> Response:
+        payload = request.json().get("fulfillment")
+        if not isinstance(payload, dict):
+            return json_response(
+                {"errors": {"fulfillment": "Required parameter missing or invalid"}}, status=400
+            )
+        groups = payload.get("line_items_by_fulfillment_order") or []
+        if not groups:
+            return _unprocessable("line_items_by_fulfillment_order is required")
+        by_id = {
+            fo["id"]: (order_id, fo)
+            for order_id, fos in self.fulfillment_orders.items()
+            for fo in fos
+        }
+        planned: list[tuple[dict[str, Any], int]] = []
+        asked: dict[int, int] = {}  # per fulfillment order line, across repeated entries
+        order_ids = set()
+        for group in groups:
+            found = by_id.get(group.get("fulfillment_order_id"))
+            if found is None:
+                return _unprocessable("Fulfillment order does not exist.")
+            order_id, fo = found
+            order_ids.add(order_id)
+            if fo["status"] not in ("open", "in_progress"):
+                return _unprocessable(
+                    f"Fulfillment order {fo['id']} has an unfulfillable status= {fo['status']}."
+                )
+            wanted = group.get("fulfillment_order_line_items")
+            if wanted is None:
+                wanted = [
+                    {"id": li["id"], "quantity": li["fulfillable_quantity"]}
+                    for li in fo["line_items"]
+                    if li["fulfillable_quantity"]
+                ]
+            lines = {li["id"]: li for li in fo["line_items"]}
+            for item in wanted:
+                line = lines.get(item.get("id"))
+                quantity = int(item.get("quantity", 0))
+                if line is not None:
+                    asked[line["id"]] = asked.get(line["id"], 0) + quantity
+                if line is None or quantity < 1 or asked[line["id"]] > line["fulfillable_quantity"]:
+                    return _unprocessable("Invalid fulfillment order line item quantity requested.")
+                planned.append((line, quantity))
+        if len(order_ids) != 1:
+            return _unprocessable("All fulfillment orders must belong to the same order.")
+        order = self.orders[order_ids.pop()]
+        tracking = payload.get("tracking_info") or {}
+        stamp = shop_time(utc_now())
+        order_lines = {li["id"]: li for li in order["line_items"]}
+        shipped_lines = []
+        for fo_line, quantity in planned:
+            fo_line["fulfillable_quantity"] -= quantity
+            line = order_lines[fo_line["line_item_id"]]
+            line["fulfillable_quantity"] -= quantity
+            line["fulfillment_status"] = (
+                "fulfilled" if not line["fulfillable_quantity"] else "partial"
+            )
+            shipped_lines.append({**line, "quantity": quantity})
+        for fos in self.fulfillment_orders.values():
+            for fo in fos:
+                if fo["id"] in {g["fulfillment_order_id"] for g in groups}:
+                    left = sum(li["fulfillable_quantity"] for li in fo["line_items"])
+                    fo.update(status="closed" if not left else "in_progress", updated_at=stamp)
+        unshipped = any(li["fulfillable_quantity"] for li in order["line_items"])
+        order["fulfillment_status"] = "partial" if unshipped else "fulfilled"
+        order["updated_at"] = stamp
+        number = tracking.get("number")
+        fulfillment = {
+            "id": next(self._ids),
+            "order_id": order["id"],
+            "status": "success",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "location_id": self.location_id,
+            "name": f"{order['name']}.{len(order['fulfillments']) + 1}",
+            "tracking_company": tracking.get("company"),
+            "tracking_number": number,
+            "tracking_numbers": [number] if number else [],
+            "tracking_url": tracking.get("url"),
+            "tracking_urls": [tracking["url"]] if tracking.get("url") else [],
+            "shipment_status": None,
+            "line_items": shipped_lines,
+        }
+        order["fulfillments"].append(fulfillment)
+        self.shipments.append(
+            {
+                "order_id": str(order["id"]),
+                "carrier": tracking.get("company"),
+                "tracking_number": number,
+                "lines": [(line["id"], line["quantity"]) for line in shipped_lines],
+            }
+        )
+        self._queue_webhooks("orders/updated", order)
+        return json_response({"fulfillment": fulfillment}, status=201)
+
+    def _products(self, request: Request) -> Response:
+        limit = int(request.arg("limit", "50") or 50)
+        after = int(request.arg("page_info") or 0)
+        listings = sorted(self.listings.values(), key=lambda item: item.ids["product_id"])
+        rows = [item for item in listings if item.ids["product_id"] > after]
+        page = rows[:limit]
+        headers = {}
+        if len(rows) > limit:
+            host = request.headers.get("Host", "")
+            link = (
+                f"http://{host}{request.path}?limit={limit}&page_info={page[-1].ids['product_id']}"
+            )
+            headers["Link"] = f'<{link}>; rel="next"'
+        return json_response({"products": [self._product(item) for item in page]}, headers=headers)
+
+    def _product(self, listing: Listing) -> dict[str, Any]:
+        return {
+            "id": listing.ids["product_id"],
+            "title": f"Product {listing.seller_sku}",
+            "status": "active",
+            "variants": [
+                {
+                    "id": listing.ids["variant_id"],
+                    "product_id": listing.ids["product_id"],
+                    "title": "Default Title",
+                    "sku": listing.seller_sku,
+                    "price": str(listing.price),
+                    "inventory_item_id": listing.ids["inventory_item_id"],
+                    "inventory_quantity": listing.quantity,
+                    "inventory_management": "shopify",
+                }
+            ],
+        }
+
+    def _update_variant(self, request: Request) -> Response:
+        listing = self.listing_by("variant_id", int(request.params["variant_id"]))
+        if listing is None:
+            raise SimulatorError("Not Found", status=404)
+        variant = request.json().get("variant") or {}
+        if "price" in variant:
+            try:
+                price = Decimal(str(variant["price"]))
+            except ArithmeticError:
+                return _unprocessable("price is not a number", field="price")
+            if price < 0:
+                return _unprocessable("must be greater than or equal to 0", field="price")
+            listing.price = price
+        return json_response({"variant": self._product(listing)["variants"][0]})
+
+    def _set_level(self, request: Request) -> Response:
+        body = request.json() or {}
+        for name in ("location_id", "inventory_item_id", "available"):
+            if not isinstance(body.get(name), int) or isinstance(body.get(name), bool):
+                return _unprocessable("is required and must be an integer", field=name)
+        listing = self.listing_by("inventory_item_id", body["inventory_item_id"])
+        if listing is None:
+            return _unprocessable("Inventory item does not exist", field="inventory_item_id")
+        if body["location_id"] != self.location_id:
+            return _unprocessable("Inventory item is not stocked at the location")
+        self.record_push(listing, body["available"])
+        return json_response({"inventory_level": self._level(listing)})
+
+    def _level(self, listing: Listing) -> dict[str, Any]:
+        return {
+            "inventory_item_id": listing.ids["inventory_item_id"],
+            "location_id": self.location_id,
+            "available": listing.quantity,
+            "updated_at": shop_time(utc_now()),
+            "admin_graphql_api_id": (
+                f"gid://shopify/InventoryLevel/{self.location_id}"
+                f"?inventory_item_id={listing.ids['inventory_item_id']}"
+            ),
+        }
+
+    def _levels(self, request: Request) -> Response:
+        items = _id_list(request.arg("inventory_item_ids"))
+        locations = _id_list(request.arg("location_ids"))
+        if not items and not locations:
+            return _unprocessable("inventory_item_ids or location_ids must be present")
+        if locations and self.location_id not in locations:
+            return json_response({"inventory_levels": []})
+        levels = [
+            self._level(listing)
+            for listing in self.listings.values()
+            if not items or listing.ids["inventory_item_id"] in items
+        ]
+        return json_response({"inventory_levels": levels})
+
+    # ----- webhooks --------------------------------------------------------------------
+
+    def _register_webhook(self, request: Request) -> Response:
+        payload = request.json()
+        target = {
+            "url": payload["url"],
+            "secret": payload["secret"],
+            "topics": payload.get("topics") or ["orders/create", "orders/updated"],
+        }
+        self.webhook_targets.append(target)
+        if self._webhook_thread is None:
+            self._webhook_thread = threading.Thread(
+                target=self._deliver_webhooks, name="shopify-webhooks", daemon=True
+            )
+            self._webhook_thread.start()
+        return json_response({"webhook": {**target, "secret": "***"}}, status=201)
+
+    def _queue_webhooks(self, topic: str, order: dict[str, Any]) -> None:
+        body = json.dumps(order).encode()
+        for target in self.webhook_targets:
+            if topic in target["topics"]:
+                self._webhook_queue.put((target, topic, body))
+
+    def _deliver_webhooks(self) -> None:
+        while (job := self._webhook_queue.get()) is not None:
+            target, topic, body = job
+            event_id = str(uuid.uuid4())
+            headers = {
+                "Content-Type": "application/json",
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Hmac-Sha256": sign_webhook(body, target["secret"]),
+                "X-Shopify-Shop-Domain": "sim-shop.myshopify.com",
+                "X-Shopify-API-Version": "2025-07",
+                "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                "X-Shopify-Event-Id": event_id,
+                "X-Shopify-Triggered-At": utc_now().isoformat(),
+            }
+            status: int | str = "not sent"
+            # Shopify retries failed deliveries; a few quick tries are enough locally.
+            for attempt in range(3):
+                try:
+                    request = urllib.request.Request(
+                        target["url"], data=body, headers=headers, method="POST"
+                    )
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        status = response.status
+                    break
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                except OSError as exc:
+                    status = str(exc)
+                time.sleep(0.2 * 2**attempt)
+            with self.lock:
+                self.webhook_deliveries.append(
+                    {"topic": topic, "event_id": event_id, "url": target["url"], "status": status}
+                )
+
+    def stop(self) -> None:
+        super().stop()
+        if self._webhook_thread is not None:
+            self._webhook_queue.put(None)
+            self._webhook_thread.join(timeout=5)
+            self._webhook_thread = None
+
+
+def _unprocessable(message: str, *, field: str | None = None) -> Response:
+    errors: Any = {field: [message]} if field else [message]
+    return json_response({"errors": errors}, status=422)
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SimulatorError(f"{name} is not a valid time", status=400) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=SHOP_OFFSET)
+    return parsed
+
+
+def _id_list(value: str | None) -> set[int]:
+    return {int(part) for part in (value or "").split(",") if part.strip()}
