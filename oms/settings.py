@@ -133,6 +133,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Inventory, orders, returns and channel integration for marketplace sellers.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "oms.models.OrderStatus",
+        "ReservationStatusEnum": "inventory.models.Reservation.Status",
+    },
 }
 
 # Celery: nothing is lost when a worker dies mid-task (late acks, reject on worker lost,
@@ -140,12 +144,13 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 _broker_dir = VAR_DIR / "celery-broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -172,6 +177,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.tasks.order_soft_holds_expire_task",
         "schedule": 60,
     },
+    "channels-orders-poll": {
+        "task": "channels_app.tasks.channels_orders_poll_task",
+        "schedule": env.int("CHANNEL_POLL_TICK_SECONDS", default=10),
+    },
+    "pushes-sweep": {
+        "task": "channels_app.tasks.pushes_sweep_task",
+        "schedule": env.float("PUSH_SWEEP_EVERY_SECONDS", default=3.0),
+    },
+    "channels-reconcile": {
+        "task": "channels_app.tasks.channels_reconcile_task",
+        "schedule": env.int("RECONCILE_EVERY_SECONDS", default=900),
+    },
+    "shipment-confirmations-sweep": {
+        "task": "channels_app.tasks.shipment_confirmations_sweep_task",
+        "schedule": 60,
+    },
     "order-backorders-retry": {
         "task": "oms.tasks.order_backorders_retry_task",
         "schedule": env.int("BACKORDER_RETRY_EVERY_SECONDS", default=300),
@@ -182,12 +203,31 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Channel credentials are encrypted at rest with Fernet keys from the environment
+# (comma-separated, newest first, so keys can be rotated). Development derives one from
+# SECRET_KEY; production must set its own.
+CHANNEL_CREDENTIALS_KEYS = env.list("CHANNEL_CREDENTIALS_KEYS", default=[])
+if not CHANNEL_CREDENTIALS_KEYS and not DEBUG:
+    raise ImproperlyConfigured("CHANNEL_CREDENTIALS_KEYS must be set when DEBUG is off.")
+
 # Orders
 OMS_SOFT_HOLD_MINUTES = env.int("OMS_SOFT_HOLD_MINUTES", default=60)
 OMS_DEADLINE_ALERT_LEAD_MINUTES = env.int("OMS_DEADLINE_ALERT_LEAD_MINUTES", default=120)
 OMS_AT_RISK_MINUTES = env.int("OMS_AT_RISK_MINUTES", default=120)
 # Task nudged (by name) after a shipment is recorded, to confirm it on the channel.
-OMS_SHIPMENT_CONFIRMATION_TASK = env.str("OMS_SHIPMENT_CONFIRMATION_TASK", default="")
+OMS_SHIPMENT_CONFIRMATION_TASK = "channels_app.tasks.shipment_confirm_task"
+
+# Channels
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "",
+)
+INVENTORY_STOCK_CHANGE_TASK = "channels_app.tasks.stock_changes_process_task"
+SYNC_VELOCITY_WINDOW_MINUTES = env.int("SYNC_VELOCITY_WINDOW_MINUTES", default=60)
+SYNC_PUSH_MAX_ATTEMPTS = env.int("SYNC_PUSH_MAX_ATTEMPTS", default=8)
+SYNC_PUSH_LEASE_SECONDS = 90
+CHANNEL_IMPORT_OVERLAP_SECONDS = env.int("CHANNEL_IMPORT_OVERLAP_SECONDS", default=300)
+CHANNEL_IMPORT_INITIAL_DAYS = env.int("CHANNEL_IMPORT_INITIAL_DAYS", default=7)
 
 LOGGING = {
     "version": 1,

@@ -204,3 +204,16 @@ def shipment_confirmation_result(
         shipment=shipment.pk,
     )
     return shipment
+
+
+@transaction.atomic
+def shipment_confirmation_not_required(*, shipment: Shipment, reason: str) -> Shipment:
+    """The channel learns of shipments another way (e.g. a webshop reading our API)."""
+    Shipment.objects.filter(pk=shipment.pk).update(
+        confirmation_status=Shipment.Confirmation.NOT_REQUIRED
+    )
+    order_event(
+        order=shipment.order, kind="confirmation_not_required", actor="system", message=reason
+    )
+    shipment.refresh_from_db()
+    return shipment

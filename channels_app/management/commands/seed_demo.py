@@ -3,6 +3,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from channels_app.demo import seed_channels
 from inventory.demo import seed_inventory
 from oms import roles
 
@@ -17,7 +18,10 @@ STAFF = [
 
 
 class Command(BaseCommand):
-    help = "Load demo data (idempotent): users, warehouses, SKUs and stock."
+    help = (
+        "Load demo data (idempotent): users, warehouses, SKUs, stock, and four channels "
+        "connected to the local simulators."
+    )
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -37,6 +41,7 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
             user.groups.add(Group.objects.get(name=role))
         seed_inventory()
+        seed_channels()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready. Log in as {DEMO_USERNAME} / {DEMO_PASSWORD} "

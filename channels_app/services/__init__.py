@@ -1,0 +1,1 @@
+"""Every write of the channel integration: imports, confirmations, webhooks, sync."""

@@ -1,0 +1,379 @@
+"""The inventory sync engine: from a committed stock change to the quantity every affected
+listing shows, within seconds and within each channel's rate limit.
+
+1. ``stock_changes_process`` claims the inventory outbox rows (``SKIP LOCKED``), works out
+   the affected listings and their new quantities, and upserts one ``PendingPush`` per
+   listing: a newer value supersedes an unsent older one.
+2. ``pushes_dispatch`` claims due pushes (``SKIP LOCKED``, drops to zero first), takes tokens
+   from the channel's shared bucket, sends them in the channel's batch size, and records the
+   outcome: sent, retried with jittered backoff, or failed after the last attempt.
+
+A push is claimed with a lease; only one push per listing is in flight, and a value is only
+removed once the channel accepted it at the version that was sent, so nothing is dropped and
+a listing never receives an older value after a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app import ratelimit
+from channels_app.connectors.base import ConnectorError, ConnectorRetryableError, InventoryUpdate
+from channels_app.models import Channel, Listing, PendingPush, PushLog, SyncLog
+from inventory.models import StockChange
+
+from .connection import channel_connector, channel_health_record
+from .policy import listing_quantities, listings_for_skus
+
+logger = logging.getLogger(__name__)
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+def _nudge_dispatch(channel_ids: list[int]) -> None:
+    from channels_app.tasks import pushes_dispatch_task
+
+    for channel_id in channel_ids:
+        pushes_dispatch_task.delay(channel_id)
+
+
+@transaction.atomic
+def listing_push_enqueue(
+    *,
+    listing: Listing,
+    quantity: int | None,
+    price: Decimal | None = None,
+    handling_days: int | None = None,
+    force: bool = False,
+) -> PendingPush | None:
+    """Make ``quantity`` (and price / handling time, when given) the value to send next.
+
+    Locks the listing. Returns the pending push, or ``None`` when the channel already shows
+    exactly this (logged as skipped) unless ``force``.
+    """
+    listing = Listing.objects.select_for_update().get(pk=listing.pk)
+    push = PendingPush.objects.filter(listing=listing).first()
+    now = timezone.now()
+    if push is None:
+        unchanged = (
+            (quantity is None or quantity == listing.last_pushed_quantity)
+            and (price is None or price == listing.last_pushed_price)
+            and (handling_days is None or handling_days == listing.last_pushed_handling_days)
+        )
+        if unchanged and not force:
+            PushLog.objects.create(
+                listing=listing, state=PushLog.State.SKIPPED, quantity=quantity, price=price
+            )
+            return None
+        push = PendingPush.objects.create(
+            listing=listing,
+            channel_id=listing.channel_id,
+            quantity=quantity,
+            price=price,
+            handling_days=handling_days,
+            version=_next_version(listing),
+            priority=_priority(quantity, listing.last_pushed_quantity),
+            next_attempt_at=now,
+            first_enqueued_at=now,
+        )
+        PushLog.objects.create(
+            listing=listing,
+            state=PushLog.State.PENDING,
+            quantity=quantity,
+            price=price,
+            version=push.version,
+        )
+        return push
+    same = (
+        (quantity is None or quantity == push.quantity)
+        and (price is None or price == push.price)
+        and (handling_days is None or handling_days == push.handling_days)
+    )
+    if same and push.state != PendingPush.State.FAILED:
+        return push
+    if push.state == PendingPush.State.PENDING and push.quantity != quantity:
+        push.superseded += 1
+        PushLog.objects.create(
+            listing=listing,
+            state=PushLog.State.SUPERSEDED,
+            quantity=push.quantity,
+            price=push.price,
+            version=push.version,
+        )
+    if quantity is not None:
+        push.quantity = quantity
+    push.price = price if price is not None else push.price
+    push.handling_days = handling_days if handling_days is not None else push.handling_days
+    push.version = _next_version(listing)
+    push.priority = _priority(push.quantity, listing.last_pushed_quantity)
+    if push.state == PendingPush.State.FAILED:
+        push.state, push.attempts, push.next_attempt_at = PendingPush.State.PENDING, 0, now
+    push.save()
+    PushLog.objects.create(
+        listing=listing,
+        state=PushLog.State.PENDING,
+        quantity=push.quantity,
+        price=push.price,
+        version=push.version,
+    )
+    return push
+
+
+def _next_version(listing: Listing) -> int:
+    """Versions increase per listing for its whole life, so the push log shows the order."""
+    listing.push_version += 1
+    listing.save(update_fields=["push_version"])
+    return listing.push_version
+
+
+def _priority(quantity: int | None, shown: int | None) -> int:
+    """Drops to zero go first: those are the values that stop an oversell."""
+    return 0 if quantity == 0 and shown != 0 else 1
+
+
+def listings_refresh(*, listings: list[Listing], force: bool = False) -> list[int]:
+    """Recompute the quantity of each listing and enqueue what changed; nudges the dispatcher
+    after commit. Returns the ids of the channels with new pushes."""
+    explained = listing_quantities(listings)
+    channels = set()
+    for listing in listings:
+        push = listing_push_enqueue(
+            listing=listing, quantity=explained[listing.pk].quantity, force=force
+        )
+        if push is not None:
+            channels.add(listing.channel_id)
+    if channels:
+        transaction.on_commit(partial(_nudge_dispatch, sorted(channels)))
+    return sorted(channels)
+
+
+def stock_changes_process(*, batch_size: int = 2000) -> int:
+    """Consume the inventory outbox: every changed SKU's listings get their new quantity.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and deleted in the same transaction as
+    the pushes they cause, so any number of workers can run and no change is lost. Returns
+    the number of outbox rows consumed.
+    """
+    consumed = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                StockChange.objects.select_for_update(skip_locked=True)
+                .order_by("pk")
+                .values_list("pk", "sku_id")[:batch_size]
+            )
+            if not rows:
+                return consumed
+            StockChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+            listings = listings_for_skus({sku_id for _, sku_id in rows})
+            if listings:
+                listings_refresh(listings=listings)
+            consumed += len(rows)
+
+
+@dataclass
+class DispatchSummary:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    waiting_for_rate_limit: bool = False
+
+
+def _reclaim_expired_leases(channel_id: int) -> None:
+    """A worker that died mid-push left its rows in flight: make them due again."""
+    PendingPush.objects.filter(
+        channel_id=channel_id,
+        state=PendingPush.State.IN_FLIGHT,
+        lease_until__lt=timezone.now(),
+    ).update(state=PendingPush.State.PENDING, claimed_version=None, next_attempt_at=timezone.now())
+
+
+def _claim(channel_id: int, limit: int) -> list[PendingPush]:
+    now = timezone.now()
+    with transaction.atomic():
+        pushes = list(
+            PendingPush.objects.select_for_update(skip_locked=True)
+            .filter(
+                channel_id=channel_id, state=PendingPush.State.PENDING, next_attempt_at__lte=now
+            )
+            .order_by("priority", "next_attempt_at", "pk")
+            .select_related("listing")[:limit]
+        )
+        lease = now + timedelta(seconds=settings.SYNC_PUSH_LEASE_SECONDS)
+        for push in pushes:
+            push.state, push.claimed_version, push.lease_until = (
+                PendingPush.State.IN_FLIGHT,
+                push.version,
+                lease,
+            )
+        PendingPush.objects.bulk_update(pushes, ["state", "claimed_version", "lease_until"])
+    return pushes
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(
+        seconds=random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempts))
+    )
+
+
+@transaction.atomic
+def _settle(push: PendingPush, *, ok: bool, error: str, retryable: bool, retry_after=None) -> str:
+    current = PendingPush.objects.select_for_update().filter(pk=push.pk).first()
+    listing = Listing.objects.select_for_update().get(pk=push.listing_id)
+    now = timezone.now()
+    if ok:
+        listing.last_pushed_quantity = push.quantity
+        if push.price is not None:
+            listing.last_pushed_price = push.price
+        if push.handling_days is not None:
+            listing.last_pushed_handling_days = push.handling_days
+        listing.last_pushed_at = now
+        listing.save(
+            update_fields=[
+                "last_pushed_quantity",
+                "last_pushed_price",
+                "last_pushed_handling_days",
+                "last_pushed_at",
+            ]
+        )
+        latency = int((now - push.first_enqueued_at).total_seconds() * 1000)
+        PushLog.objects.create(
+            listing=listing,
+            state=PushLog.State.SENT,
+            quantity=push.quantity,
+            price=push.price,
+            version=push.claimed_version or push.version,
+            latency_ms=latency,
+        )
+        if current.version == push.claimed_version:
+            current.delete()
+        else:  # a newer value arrived while this one was in flight: send it next
+            current.state, current.claimed_version = PendingPush.State.PENDING, None
+            current.next_attempt_at, current.first_enqueued_at = now, now
+            current.attempts, current.last_error = 0, ""
+            current.save()
+        return "sent"
+    current.attempts += 1
+    current.last_error = error[:2000]
+    current.claimed_version = None
+    final = not retryable or current.attempts >= settings.SYNC_PUSH_MAX_ATTEMPTS
+    if final:
+        current.state = PendingPush.State.FAILED
+    else:
+        current.state = PendingPush.State.PENDING
+        delay = _backoff(current.attempts)
+        if retry_after:
+            delay = max(delay, timedelta(seconds=retry_after))
+        current.next_attempt_at = now + delay
+    current.save()
+    PushLog.objects.create(
+        listing=listing,
+        state=PushLog.State.ERROR,
+        quantity=push.quantity,
+        price=push.price,
+        version=push.claimed_version or push.version,
+        message=("gave up: " if final else f"attempt {current.attempts}, will retry: ") + error,
+    )
+    return "failed" if final else "retried"
+
+
+def pushes_dispatch(*, channel: Channel, max_batches: int = 50) -> DispatchSummary:
+    """Send the channel's due pushes within its rate limit; see the module docstring.
+
+    Returns what happened; ``waiting_for_rate_limit`` means pushes remain that the bucket
+    did not allow yet (the caller re-schedules itself).
+    """
+    summary = DispatchSummary()
+    _reclaim_expired_leases(channel.pk)
+    connector = channel_connector(channel)
+    rate = channel.rate_per_second or connector.rate_per_second
+    burst = channel.burst or connector.burst
+    batch_size = max(1, connector.max_batch_size)
+    started = timezone.now()
+    try:
+        for _ in range(max_batches):
+            due = PendingPush.objects.filter(
+                channel_id=channel.pk,
+                state=PendingPush.State.PENDING,
+                next_attempt_at__lte=timezone.now(),
+            ).count()
+            if not due:
+                break
+            requests_wanted = math.ceil(min(due, batch_size * burst) / batch_size)
+            grant = ratelimit.take(
+                key=f"channel:{channel.pk}", rate=rate, burst=burst, want=requests_wanted
+            )
+            if not grant.granted:
+                summary.waiting_for_rate_limit = True
+                break
+            pushes = _claim(channel.pk, grant.granted * batch_size)
+            for start in range(0, len(pushes), batch_size):
+                _send_batch(connector, pushes[start : start + batch_size], summary)
+    finally:
+        connector.close()
+    if summary.sent or summary.failed or summary.retried:
+        channel_health_record(
+            channel=channel,
+            kind=SyncLog.Kind.PUSH,
+            started_at=started,
+            ok=not summary.failed,
+            items=summary.sent,
+            errors=summary.failed + summary.retried,
+            message=f"{summary.sent} sent, {summary.retried} to retry, {summary.failed} failed",
+        )
+    return summary
+
+
+def _send_batch(connector, pushes: list[PendingPush], summary: DispatchSummary) -> None:
+    updates = [
+        InventoryUpdate(
+            seller_sku=p.listing.seller_sku,
+            quantity=p.quantity,
+            channel_listing_id=p.listing.channel_listing_id or p.listing.asin,
+            price=p.price,
+            handling_time_days=p.handling_days,
+        )
+        for p in pushes
+    ]
+    try:
+        results = connector.push_inventory(updates)
+    except ConnectorError as err:
+        retryable = isinstance(err, ConnectorRetryableError)
+        retry_after = getattr(err, "retry_after", None)
+        for push in pushes:
+            outcome = _settle(
+                push, ok=False, error=str(err), retryable=retryable, retry_after=retry_after
+            )
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+        return
+    by_sku = defaultdict(list)
+    for result in results:
+        by_sku[result.seller_sku].append(result)
+    for push in pushes:
+        result = by_sku[push.listing.seller_sku].pop(0) if by_sku[push.listing.seller_sku] else None
+        if result is None:
+            outcome = _settle(push, ok=False, error="no result from the channel", retryable=True)
+        else:
+            outcome = _settle(push, ok=result.ok, error=result.error, retryable=result.retryable)
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
+
+
+@transaction.atomic
+def push_retry(*, push: PendingPush) -> PendingPush:
+    """Staff retry of a failed push: due now, attempts reset."""
+    push = PendingPush.objects.select_for_update().get(pk=push.pk)
+    push.state, push.attempts, push.next_attempt_at = PendingPush.State.PENDING, 0, timezone.now()
+    push.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
+    transaction.on_commit(partial(_nudge_dispatch, [push.channel_id]))
+    return push

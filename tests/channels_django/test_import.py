@@ -1,0 +1,123 @@
+"""Order import from each channel simulator over real HTTP into the order domain."""
+
+import json
+
+import pytest
+
+from channels_app.models import OrderImportError, SyncLog
+from channels_app.services.confirmations import shipment_confirm
+from channels_app.services.imports import channel_orders_import, import_error_retry
+from inventory.models import StockLevel
+from oms.models import Order
+from oms.services.shipments import shipment_create
+
+pytestmark = pytest.mark.django_db
+KINDS = ["amazon", "shopify", "ebay", "walmart"]
+UPS = "1Z999AA10123456784"
+
+
+def reserved(world):
+    return StockLevel.objects.get(sku=world.sku, warehouse=world.warehouse).reserved
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_orders_import_across_pages_once(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    channel.settings_json = {**channel.settings_json, "page_size": 10}
+    channel.save()
+    for _ in range(4):
+        sim.create_order([("MUG", 1)])
+    sim.seed_orders(21, skus=["MUG"])
+    first = channel_orders_import(channel=channel)
+    assert first.created == 25
+    channel.refresh_from_db()
+    again = channel_orders_import(channel=channel)
+    assert again.created == 0
+    assert Order.objects.filter(channel=channel).count() == 25
+    assert SyncLog.objects.filter(channel=channel, kind="orders", ok=True).count() == 2
+    assert channel.last_success_at is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cancellation_seen_later_is_applied(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    order_json = sim.create_order([("MUG", 2)])
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel)
+    assert order.status == "allocated" and reserved(world) == 2
+    external = order.external_id
+    sim.cancel_order(next(k for k, v in sim.orders.items() if v is order_json))
+    channel.refresh_from_db()
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel, external_id=external)
+    assert order.status == "cancelled"
+    assert reserved(world) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_malformed_record_is_quarantined_and_the_rest_import(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    sim.create_order([("MUG", 1)])
+    sim.create_order([("MUG", 1)], malformed=True)
+    sim.create_order([("MUG", 1)])
+    summary = channel_orders_import(channel=channel)
+    assert (summary.created, summary.failed) == (2, 1)
+    error = OrderImportError.objects.get(channel=channel)
+    assert error.reason and error.raw_payload
+    assert error.resolved_at is None
+    # retrying the same broken payload keeps it visible with its reason
+    assert import_error_retry(error=error) == "failed"
+    error.refresh_from_db()
+    assert error.attempts == 2 and error.resolved_at is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_5xx_and_429_are_retried(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    sim.create_order([("MUG", 1)])
+    sim.faults.error_next = 1
+    sim.faults.burst_429 = 1
+    assert channel_orders_import(channel=channel).created == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shipment_confirmation_reaches_the_channel(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    sim.create_order([("MUG", 2)])
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel)
+    shipment = shipment_create(order=order, carrier_code="UPS", tracking_number=UPS)
+    assert shipment_confirm(shipment_id=shipment.pk)
+    shipment.refresh_from_db()
+    assert shipment.confirmation_status == "sent" and shipment.confirmed_at
+    assert sim.shipments  # Walmart records one shipment entry per order line
+    for sent in sim.shipments:
+        assert sent["tracking_number"] == UPS
+        carrier = sent.get("carrier_code") or sent.get("carrier") or ""
+        assert "UPS" in carrier.upper()
+    assert order.events.filter(kind="confirmation_sent").exists()
+
+
+def test_permanent_confirmation_error_is_shown_not_retried(world):
+    from channels_app.tasks import shipment_confirm_task
+
+    sim, channel = world.sims["shopify"], world.channels["shopify"]
+    sim.create_order([("MUG", 1)])
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel)
+    shipment = shipment_create(order=order, carrier_code="UPS", tracking_number=UPS)
+    sim.orders.clear()  # the channel no longer knows the order: a 404
+    assert shipment_confirm_task.delay(shipment.pk).get() is False
+    shipment.refresh_from_db()
+    assert shipment.confirmation_status == "failed"
+    assert shipment.confirmation_error
+
+
+def test_unmappable_sku_order_is_held_not_lost(world):
+    sim, channel = world.sims["ebay"], world.channels["ebay"]
+    sim.set_listing(seller_sku="UNKNOWN-1", quantity=5)
+    sim.create_order([("UNKNOWN-1", 1)])
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel)
+    assert (order.status, order.hold_reason) == ("on_hold", "unknown_sku")
+    assert json.dumps(order.raw_payload)

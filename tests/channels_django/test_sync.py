@@ -1,0 +1,274 @@
+"""Real-time inventory sync over real HTTP: outbox -> pending pushes -> channel simulators."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_app.models import DriftRecord, Listing, PendingPush, PushLog
+from channels_app.services.imports import channel_orders_import
+from channels_app.services.policy import listing_quantity_explain
+from channels_app.services.reconcile import channel_reconcile
+from channels_app.services.sync import (
+    listings_refresh,
+    push_retry,
+    pushes_dispatch,
+    stock_changes_process,
+)
+from inventory import services as stock
+from inventory.models import StockChange
+
+pytestmark = pytest.mark.django_db
+KINDS = ["amazon", "shopify", "ebay", "walmart"]
+
+
+def sync_all(world):
+    stock_changes_process()
+    for channel in world.channels.values():
+        pushes_dispatch(channel=channel)
+
+
+def shown(world):
+    return {kind: sim.shown_quantity("MUG") for kind, sim in world.sims.items()}
+
+
+def test_a_sale_on_one_channel_corrects_the_other_three(world):
+    for sim in world.sims.values():
+        sim.set_listing(seller_sku="MUG", quantity=10)
+    world.sims["shopify"].create_order([("MUG", 3)])  # a shopper buys 3 on Shopify
+    assert shown(world)["amazon"] == 10
+    channel_orders_import(channel=world.channels["shopify"])
+    assert StockChange.objects.exists()
+    sync_all(world)
+    assert shown(world) == {"amazon": 7, "shopify": 7, "ebay": 7, "walmart": 7}
+    assert not StockChange.objects.exists()
+    assert not PendingPush.objects.exists()
+    for listing in Listing.objects.all():
+        assert listing.last_pushed_quantity == 7
+
+
+def test_coalescing_while_rate_limited_sends_a_handful_and_the_final_value(world):
+    channel = world.channels["ebay"]
+    channel.rate_per_second, channel.burst = 0.2, 1  # one call every 5 s
+    channel.save()
+    for _ in range(100):
+        stock.stock_receive(sku=world.sku, warehouse=world.warehouse, quantity=1)
+        stock_changes_process()
+        pushes_dispatch(channel=channel)
+    sent = PushLog.objects.filter(listing=world.listings["ebay"], state="sent").count()
+    assert 1 <= sent <= 3
+    push = PendingPush.objects.get(listing=world.listings["ebay"])
+    assert push.quantity == 110 and push.superseded >= 90
+    # once the bucket refills, the latest value goes out
+    from channels_app.models import RateLimitBucket
+
+    RateLimitBucket.objects.update(tokens=1)
+    pushes_dispatch(channel=channel)
+    assert world.sims["ebay"].shown_quantity("MUG") == 110
+    assert PushLog.objects.filter(listing=world.listings["ebay"], state="superseded").count() >= 90
+
+
+def test_values_arrive_in_order_never_older_after_newer(world):
+    channel = world.channels["walmart"]
+    computed = []
+    for step in range(20):
+        if step % 3 == 0:
+            stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-1, reason="test")
+        else:
+            stock.stock_receive(sku=world.sku, warehouse=world.warehouse, quantity=2)
+        stock_changes_process()
+        computed.append(PendingPush.objects.get(listing=world.listings["walmart"]).quantity)
+        if step % 4 == 0:
+            pushes_dispatch(channel=channel)
+    pushes_dispatch(channel=channel)
+    received = [qty for _, qty in world.sims["walmart"].quantity_history["MUG"]]
+    received = received[1:]  # the first entry is the seeded listing
+    # what arrived is the computed sequence with some values skipped, in the same order
+    position = 0
+    for value in received:
+        position = computed.index(value, position) + 1
+    assert received[-1] == computed[-1]
+    versions = list(
+        PushLog.objects.filter(listing=world.listings["walmart"], state="sent")
+        .order_by("id")
+        .values_list("version", flat=True)
+    )
+    assert versions == sorted(versions)
+
+
+def test_drops_to_zero_go_first(world):
+    channel = world.channels["shopify"]
+    other = stock.stock_receive(sku="MUG", warehouse=world.warehouse, quantity=0 + 1)
+    assert other.on_hand == 11
+    from inventory.models import SKU
+
+    pen = SKU.objects.create(code="PEN")
+    stock.stock_receive(sku=pen, warehouse=world.warehouse, quantity=5)
+    pen_listing = Listing.objects.create(channel=channel, sku=pen, seller_sku="PEN")
+    world.sims["shopify"].set_listing(seller_sku="PEN", quantity=5)
+    listings_refresh(listings=[pen_listing], force=True)
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-11, reason="flood")
+    stock_changes_process()
+    pushes = list(
+        PendingPush.objects.filter(channel_id=channel.pk).order_by("priority", "next_attempt_at")
+    )
+    assert pushes[0].listing_id == world.listings["shopify"].pk and pushes[0].quantity == 0
+
+
+def test_a_channel_down_for_a_while_catches_up(world):
+    sim, channel = world.sims["shopify"], world.channels["shopify"]
+    sim.faults.error_rate = 1.0
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-4, reason="test")
+    stock_changes_process()
+    pushes_dispatch(channel=channel)
+    push = PendingPush.objects.get(listing=world.listings["shopify"])
+    assert push.state == "pending" and push.attempts == 1 and push.last_error
+    assert push.next_attempt_at > timezone.now() - timedelta(seconds=1)
+    assert PushLog.objects.filter(listing=world.listings["shopify"], state="error").exists()
+    sim.faults.error_rate = 0.0
+    PendingPush.objects.update(next_attempt_at=timezone.now())
+    pushes_dispatch(channel=channel)
+    assert sim.shown_quantity("MUG") == 6
+    assert not PendingPush.objects.filter(listing=world.listings["shopify"]).exists()
+
+
+def test_after_the_last_retry_a_push_fails_visibly_and_can_be_retried(world, settings):
+    settings.SYNC_PUSH_MAX_ATTEMPTS = 2
+    sim, channel = world.sims["ebay"], world.channels["ebay"]
+    sim.faults.error_rate = 1.0
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-1, reason="test")
+    stock_changes_process()
+    for _ in range(2):
+        PendingPush.objects.update(next_attempt_at=timezone.now())
+        pushes_dispatch(channel=channel)
+    push = PendingPush.objects.get(listing=world.listings["ebay"])
+    assert push.state == "failed" and push.last_error
+    sim.faults.error_rate = 0.0
+    push_retry(push=push)
+    pushes_dispatch(channel=channel)
+    assert sim.shown_quantity("MUG") == 9
+
+
+def test_a_dispatcher_that_dies_mid_batch_loses_nothing(world):
+    from channels_app.services import sync
+
+    channel = world.channels["amazon"]
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-2, reason="test")
+    stock_changes_process()
+    [claimed] = sync._claim(channel.pk, 10)  # claimed, then the worker is killed
+    push = PendingPush.objects.get(pk=claimed.pk)
+    assert push.state == "in_flight"
+    pushes_dispatch(channel=channel)  # lease still valid: nobody else sends it
+    assert world.sims["amazon"].shown_quantity("MUG") == 10
+    PendingPush.objects.filter(pk=push.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    pushes_dispatch(channel=channel)
+    assert world.sims["amazon"].shown_quantity("MUG") == 8
+    assert not PendingPush.objects.filter(channel_id=channel.pk).exists()
+
+
+def test_reconciliation_finds_and_fixes_drift(world):
+    listings_refresh(listings=list(Listing.objects.all()), force=True)
+    sync_all(world)
+    world.sims["walmart"].set_listing(seller_sku="MUG", quantity=99)  # edited on the channel
+    summary = channel_reconcile(channel=world.channels["walmart"])
+    assert (summary.checked, summary.drifted) == (1, 1)
+    drift = DriftRecord.objects.get()
+    assert (drift.shown_quantity, drift.expected_quantity) == (99, 10)
+    pushes_dispatch(channel=world.channels["walmart"])
+    assert world.sims["walmart"].shown_quantity("MUG") == 10
+    assert channel_reconcile(channel=world.channels["walmart"]).drifted == 0
+
+
+def test_unchanged_value_is_skipped(world):
+    listing = world.listings["ebay"]
+    listings_refresh(listings=[listing], force=True)
+    pushes_dispatch(channel=world.channels["ebay"])
+    listings_refresh(listings=[listing])
+    assert PushLog.objects.filter(listing=listing, state="skipped").exists()
+    assert not PendingPush.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("channel_policy", "listing_policy", "available", "expected", "rules"),
+    [
+        ({}, {}, 10, 10, []),
+        ({"safety_buffer": 2}, {}, 10, 8, ["safety buffer"]),
+        ({"safety_buffer": 2}, {"safety_buffer": 0}, 10, 10, []),
+        ({"percent_shown": 50}, {}, 9, 4, ["percent shown"]),
+        ({"percent_shown": 50, "min_shown": 2}, {}, 3, 2, ["percent shown", "minimum shown"]),
+        ({"percent_shown": 50, "min_shown": 5}, {}, 3, 3, ["percent shown", "minimum shown"]),
+        ({"max_shown": 5}, {}, 10, 5, ["maximum shown"]),
+        ({"zero_at_or_below": 3}, {}, 3, 0, ["send 0 at or below"]),
+        ({"zero_at_or_below": 3}, {}, 4, 4, []),
+        ({"last_units_threshold": 2}, {}, 2, 0, ["last units"]),
+        ({"last_units_threshold": 2, "safe_for_last_units": True}, {}, 2, 2, []),
+        ({"safety_buffer": 5}, {}, 3, 0, ["safety buffer"]),
+    ],
+)
+def test_each_policy_rule_and_its_explanation(
+    world, channel_policy, listing_policy, available, expected, rules
+):
+    channel, listing = world.channels["ebay"], world.listings["ebay"]
+    for field, value in channel_policy.items():
+        setattr(channel, field, value)
+    channel.save()
+    Listing.objects.filter(pk=listing.pk).update(**listing_policy)
+    stock.stock_count(sku=world.sku, warehouse=world.warehouse, counted_quantity=available)
+    explanation = listing_quantity_explain(listing=listing)
+    assert explanation.available == available
+    assert explanation.quantity == expected
+    assert [rule for rule, _, _ in explanation.steps] == rules
+    assert f"= {expected} shown" in explanation.as_text()
+
+
+def test_velocity_buffer_grows_with_the_sales_rate(world):
+    channel, listing = world.channels["ebay"], world.listings["ebay"]
+    channel.velocity_buffer, channel.push_delay_seconds = True, 600
+    channel.save()
+    stock.stock_receive(sku=world.sku, warehouse=world.warehouse, quantity=90)
+    assert listing_quantity_explain(listing=listing).quantity == 100
+    for _ in range(3):  # 6 units sold in the last hour: 6/h x 10 min = 1 unit held back
+        world.sims["walmart"].create_order([("MUG", 2)])
+    channel_orders_import(channel=world.channels["walmart"])
+    explanation = listing_quantity_explain(listing=listing)
+    assert explanation.available == 94
+    assert explanation.steps[0][0] == "velocity buffer" and explanation.quantity == 93
+
+
+def test_bundle_listing_follows_its_components(world):
+    from inventory.models import SKU, BundleComponent
+
+    kit = SKU.objects.create(code="KIT", kind=SKU.Kind.BUNDLE)
+    BundleComponent.objects.create(bundle=kit, component=world.sku, quantity=2)
+    channel = world.channels["shopify"]
+    kit_listing = Listing.objects.create(channel=channel, sku=kit, seller_sku="KIT")
+    world.sims["shopify"].set_listing(seller_sku="KIT", quantity=0)
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-3, reason="test")
+    stock_changes_process()
+    pushes_dispatch(channel=channel)
+    assert world.sims["shopify"].shown_quantity("KIT") == 3
+    assert Listing.objects.get(pk=kit_listing.pk).last_pushed_quantity == 3
+
+
+def test_every_stock_change_kind_reaches_the_channels(world):
+    from inventory.models import Warehouse
+
+    quarantine = Warehouse.objects.create(code="q", kind=Warehouse.Kind.QUARANTINE)
+    stock.stock_receive(sku=world.sku, warehouse=quarantine, quantity=2)
+    sync_all(world)
+    assert shown(world)["ebay"] == 10  # quarantine never sellable
+    stock.stock_transfer(
+        sku=world.sku,
+        from_warehouse=quarantine,
+        to_warehouse=world.warehouse,
+        quantity=2,
+        kind_in="return_restock",
+    )
+    sync_all(world)
+    assert shown(world)["ebay"] == 12
+    stock.stock_reserve(warehouse=world.warehouse, items=[(world.sku, 5)], reference="o")
+    sync_all(world)
+    assert shown(world)["ebay"] == 7
+    stock.reservation_release(reference="o")
+    sync_all(world)
+    assert shown(world)["ebay"] == 12
