@@ -18,11 +18,15 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             "count_stock",
             "transfer_stock",
         ],
+        "channels_app": ["view"],
         "oms": ["view", "allocate_order", "ship_order", "hold_order", "export_orders"],
+        "returns": ["view", "receive_return", "inspect_return"],
     },
     CUSTOMER_SERVICE: {
         "inventory": ["view"],
         "oms": ["view", "cancel_order", "hold_order", "export_orders", "change_order"],
+        "returns": ["view", "add_returnrequest", "decide_return", "refund_return"],
+        "channels_app": ["view"],
     },
     MANAGER: {
         "inventory": [
@@ -54,6 +58,26 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             "add_routingrule",
             "change_routingrule",
             "delete_routingrule",
+        ],
+        "returns": [
+            "view",
+            "add_returnrequest",
+            "decide_return",
+            "receive_return",
+            "inspect_return",
+            "refund_return",
+            "add_autodecisionrule",
+            "change_autodecisionrule",
+            "delete_autodecisionrule",
+        ],
+        "channels_app": [
+            "view",
+            "add_channel",
+            "change_channel",
+            "add_listing",
+            "change_listing",
+            "change_pendingpush",
+            "change_orderimporterror",
         ],
     },
 }

@@ -1,0 +1,651 @@
+"""Every write to returns: requests, decisions, receipt into quarantine, inspection, refunds.
+
+Nothing returned becomes sellable here except through ``return_inspect`` with the grade
+*sellable*, which moves the units out of quarantine through the inventory services.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from inventory.models import Warehouse
+from inventory.services import stock_receive, stock_transfer, stock_write_off
+from oms.models import FulfillmentModel, Order, OrderLine
+
+from .exceptions import InvalidReturnTransition, ReturnError
+from .models import (
+    RETURN_TRANSITIONS,
+    AutoDecisionRule,
+    Inspection,
+    LateAnswerDaily,
+    Refund,
+    RefundLine,
+    ReturnAlert,
+    ReturnEvent,
+    ReturnLine,
+    ReturnRequest,
+    ReturnStatus,
+)
+
+R = ReturnStatus
+Actor = AbstractBaseUser | str | None
+
+
+def _actor(actor: Actor) -> dict:
+    if isinstance(actor, AbstractBaseUser):
+        return {"actor": actor, "actor_label": actor.get_username()}
+    return {"actor": None, "actor_label": actor or "system"}
+
+
+def return_event(
+    *, return_request: ReturnRequest, kind: str, actor: Actor, message: str = "", **data
+) -> ReturnEvent:
+    return ReturnEvent.objects.create(
+        return_request=return_request, kind=kind, message=message[:500], data=data, **_actor(actor)
+    )
+
+
+def _lock(return_request: ReturnRequest | int) -> ReturnRequest:
+    pk = return_request.pk if isinstance(return_request, ReturnRequest) else return_request
+    return ReturnRequest.objects.select_for_update().get(pk=pk)
+
+
+def return_transition(
+    *, return_request: ReturnRequest, to: str, actor: Actor, message: str = "", **data
+) -> ReturnRequest:
+    """Move a (locked) return to ``to`` if allowed, and record it on its timeline.
+
+    Raises ``InvalidReturnTransition``.
+    """
+    current = return_request.status
+    if to not in RETURN_TRANSITIONS[current]:
+        raise InvalidReturnTransition(
+            f"Return {return_request.rma} cannot go from {R(current).label} to {R(to).label}.",
+            from_status=current,
+            to_status=to,
+        )
+    return_request.status = to
+    fields = ["status"]
+    if to == R.CLOSED:
+        return_request.closed_at = timezone.now()
+        fields.append("closed_at")
+    return_request.save(update_fields=fields)
+    ReturnEvent.objects.create(
+        return_request=return_request,
+        kind="status",
+        from_status=current,
+        to_status=to,
+        message=message[:500],
+        data=data,
+        **_actor(actor),
+    )
+    return return_request
+
+
+def _new_rma() -> str:
+    return f"RMA-{secrets.token_hex(4).upper()}"
+
+
+def _returnable(order_line: OrderLine) -> int:
+    already = (
+        ReturnLine.objects.filter(order_line=order_line)
+        .exclude(return_request__status=R.REJECTED)
+        .aggregate(n=Sum("quantity"))["n"]
+        or 0
+    )
+    return order_line.quantity_shipped - already
+
+
+@transaction.atomic
+def return_request_create(
+    *,
+    order: Order,
+    lines: Iterable[tuple[OrderLine, int]],
+    reason_code: str = "",
+    buyer_comment: str = "",
+    requested_at: datetime | None = None,
+    channel_return_id: str = "",
+    raw: dict | None = None,
+    actor: Actor = None,
+) -> ReturnRequest:
+    """Open a return for shipped units of an order and answer it by the seller's rules.
+
+    A return the channel already sent (same ``channel_return_id``) is returned unchanged.
+    FBA returns are Amazon's: recorded (closed at once) for the metrics, never received into
+    our stock. Raises ``ReturnError`` for lines not on the order or more than was shipped.
+    """
+    if channel_return_id:
+        existing = ReturnRequest.objects.filter(
+            channel_id=order.channel_id, channel_return_id=channel_return_id
+        ).first()
+        if existing:
+            return existing
+    lines = [(line, qty) for line, qty in lines]
+    problems = []
+    for line, qty in lines:
+        if line.order_id != order.pk:
+            problems.append(f"line {line.pk} is not on order {order.external_id}")
+        elif not isinstance(qty, int) or qty <= 0:
+            problems.append(f"{line.seller_sku}: quantity {qty!r}")
+        elif order.fulfillment_model != FulfillmentModel.FBA and qty > _returnable(line):
+            problems.append(f"{line.seller_sku}: {qty} asked, {_returnable(line)} returnable")
+    if problems or not lines:
+        raise ReturnError(
+            f"Cannot open a return for {order.external_id}: {'; '.join(problems) or 'no lines'}.",
+            code="invalid_return_lines",
+        )
+    requested_at = requested_at or timezone.now()
+    return_request = ReturnRequest.objects.create(
+        order=order,
+        channel_id=order.channel_id,
+        channel_return_id=channel_return_id,
+        rma=_new_rma(),
+        fulfillment_model=order.fulfillment_model,
+        reason_code=reason_code.strip().upper(),
+        buyer_comment=buyer_comment,
+        requested_at=requested_at,
+        respond_by=requested_at + timedelta(hours=settings.RETURNS_RESPONSE_HOURS),
+        raw_payload=raw or {},
+    )
+    ReturnLine.objects.bulk_create(
+        [
+            ReturnLine(
+                return_request=return_request,
+                order_line=line,
+                sku_id=line.sku_id,
+                quantity=qty,
+                unit_price=line.unit_price,
+            )
+            for line, qty in lines
+        ]
+    )
+    return_event(
+        return_request=return_request,
+        kind="requested",
+        actor=actor,
+        message=f"reason {return_request.reason_code or '-'}",
+        lines={line.channel_line_id: qty for line, qty in lines},
+    )
+    if return_request.fulfillment_model == FulfillmentModel.FBA:
+        return_request.responded_at = requested_at
+        return_request.save(update_fields=["responded_at"])
+        return return_transition(
+            return_request=return_request,
+            to=R.CLOSED,
+            actor=actor,
+            message="FBA return: handled by Amazon, recorded for the metrics",
+        )
+    return _auto_decide(return_request, actor)
+
+
+def _rule_matches(rule: AutoDecisionRule, return_request: ReturnRequest, value) -> bool:
+    if rule.channel_id and rule.channel_id != return_request.channel_id:
+        return False
+    codes = rule.reason_code_list
+    if codes and return_request.reason_code not in codes:
+        return False
+    if rule.max_value is not None and value >= rule.max_value:
+        return False
+    if rule.category:
+        categories = {
+            (line.sku.category if line.sku else "")
+            for line in return_request.lines.select_related("sku")
+        }
+        if categories != {rule.category}:
+            return False
+    return True
+
+
+def _auto_decide(return_request: ReturnRequest, actor: Actor) -> ReturnRequest:
+    value = sum((line.value for line in return_request.lines.all()), Decimal("0"))
+    for rule in AutoDecisionRule.objects.filter(is_active=True).order_by("priority", "id"):
+        if not _rule_matches(rule, return_request, value):
+            continue
+        return_request.decided_by_rule = rule
+        return_request.save(update_fields=["decided_by_rule"])
+        if rule.action == AutoDecisionRule.Action.RETURNLESS_REFUND:
+            return_request_authorize(
+                return_request=return_request,
+                actor=f"rule: {rule.name}",
+                returnless=True,
+                note=f"rule {rule.name}: refund without a return (value {value})",
+            )
+        else:
+            return_request_authorize(
+                return_request=return_request,
+                actor=f"rule: {rule.name}",
+                note=f"rule {rule.name}: approved (value {value})",
+            )
+        return_request.refresh_from_db()
+        return return_request
+    return_event(
+        return_request=return_request,
+        kind="left_to_staff",
+        actor="rules",
+        message="no rule matched: waiting for staff",
+    )
+    return return_request
+
+
+@transaction.atomic
+def return_request_authorize(
+    *,
+    return_request: ReturnRequest,
+    actor: Actor = None,
+    returnless: bool = False,
+    refund_shipping: bool = False,
+    note: str = "",
+) -> ReturnRequest:
+    """Approve a return (answering the buyer); a returnless approval refunds at once."""
+    return_request = _lock(return_request)
+    return_transition(return_request=return_request, to=R.AUTHORIZED, actor=actor, message=note)
+    return_request.responded_at = return_request.responded_at or timezone.now()
+    return_request.returnless = returnless
+    return_request.refund_shipping = refund_shipping
+    return_request.decision_note = note[:300]
+    return_request.save(
+        update_fields=["responded_at", "returnless", "refund_shipping", "decision_note"]
+    )
+    if returnless:
+        refund_queue(return_request=return_request, actor=actor)
+    return return_request
+
+
+@transaction.atomic
+def return_request_reject(
+    *, return_request: ReturnRequest, reason: str, actor: Actor = None
+) -> ReturnRequest:
+    """Refuse a return with a reason the buyer will see."""
+    if not reason.strip():
+        raise ReturnError("A rejection needs a reason.", code="reason_required")
+    return_request = _lock(return_request)
+    return_transition(return_request=return_request, to=R.REJECTED, actor=actor, message=reason)
+    return_request.responded_at = return_request.responded_at or timezone.now()
+    return_request.decision_note = reason[:300]
+    return_request.save(update_fields=["responded_at", "decision_note"])
+    return return_request
+
+
+@transaction.atomic
+def return_mark_in_transit(
+    *, return_request: ReturnRequest, tracking_number: str = "", actor: Actor = None
+) -> ReturnRequest:
+    return_request = _lock(return_request)
+    return return_transition(
+        return_request=return_request,
+        to=R.IN_TRANSIT,
+        actor=actor,
+        message=f"on its way back {tracking_number}".strip(),
+        tracking=tracking_number,
+    )
+
+
+def return_quarantine_warehouse(return_request: ReturnRequest) -> Warehouse:
+    """Where returned parcels wait for inspection: the configured quarantine warehouse."""
+    code = settings.RETURNS_QUARANTINE_WAREHOUSE
+    warehouses = Warehouse.objects.filter(kind=Warehouse.Kind.QUARANTINE, is_active=True)
+    warehouse = (warehouses.filter(code=code) if code else warehouses).order_by("pk").first()
+    if warehouse is None:
+        raise ReturnError(
+            "No quarantine warehouse is set up to receive returns.", code="no_quarantine"
+        )
+    return warehouse
+
+
+@transaction.atomic
+def return_receive(
+    *,
+    return_request: ReturnRequest,
+    lines: dict[int, int] | None = None,
+    actor: Actor = None,
+    idempotency_key: str = "",
+) -> ReturnRequest:
+    """Book returned units into the quarantine warehouse (counted, never available) and
+    queue the refund for what arrived.
+
+    ``lines`` maps return line ids to units received; ``None`` receives everything still
+    expected. A repeat with the same idempotency key changes nothing. Raises ``ReturnError``
+    for more units than were expected and ``InvalidReturnTransition`` for a return that was
+    not authorized.
+    """
+    return_request = _lock(return_request)
+    if (
+        idempotency_key
+        and return_request.events.filter(
+            kind="received", data__idempotency_key=idempotency_key
+        ).exists()
+    ):
+        return return_request
+    if return_request.status not in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED):
+        raise InvalidReturnTransition(
+            f"Return {return_request.rma} is {return_request.get_status_display()}: "
+            "only an authorized return can be received."
+        )
+    if return_request.returnless:
+        raise ReturnError(
+            f"Return {return_request.rma} was refunded without a return.", code="returnless"
+        )
+    by_id = {line.pk: line for line in return_request.lines.select_related("sku")}
+    wanted = lines or {pk: line.quantity - line.quantity_received for pk, line in by_id.items()}
+    wanted = {int(pk): qty for pk, qty in wanted.items() if qty}
+    problems = []
+    for pk, qty in wanted.items():
+        line = by_id.get(pk)
+        if line is None:
+            problems.append(f"line {pk} is not on {return_request.rma}")
+        elif not isinstance(qty, int) or qty < 0 or qty > line.quantity - line.quantity_received:
+            problems.append(f"{line}: {qty} received, {line.quantity - line.quantity_received} due")
+        elif line.sku_id is None:
+            problems.append(f"{line.order_line.seller_sku} is not mapped to one of our SKUs")
+    if problems or not wanted:
+        raise ReturnError(
+            f"Cannot receive {return_request.rma}: {'; '.join(problems) or 'nothing due'}.",
+            code="invalid_receipt",
+        )
+    quarantine = return_request.quarantine or return_quarantine_warehouse(return_request)
+    for pk, qty in wanted.items():
+        line = by_id[pk]
+        stock_receive(
+            sku=line.sku,
+            warehouse=quarantine,
+            quantity=qty,
+            reference=return_request.reference,
+            reason="return received, awaiting inspection",
+            actor=actor,
+        )
+        line.quantity_received += qty
+        line.save(update_fields=["quantity_received"])
+    return_request.quarantine = quarantine
+    return_request.received_at = timezone.now()
+    return_request.save(update_fields=["quarantine", "received_at"])
+    return_event(
+        return_request=return_request,
+        kind="received",
+        actor=actor,
+        message=f"{sum(wanted.values())} unit(s) into {quarantine.code}",
+        lines={str(pk): qty for pk, qty in wanted.items()},
+        idempotency_key=idempotency_key,
+    )
+    if return_request.status != R.RECEIVED:
+        return_transition(return_request=return_request, to=R.RECEIVED, actor=actor)
+    refund_queue(return_request=return_request, actor=actor)
+    return return_request
+
+
+@transaction.atomic
+def return_inspect(
+    *,
+    return_line: ReturnLine,
+    grade: str,
+    quantity: int,
+    restock_warehouse: Warehouse | None = None,
+    disposition: str = "",
+    reason: str = "",
+    actor: Actor = None,
+) -> Inspection:
+    """Grade received units. *Sellable* units move from quarantine into sellable stock
+    (``stock_transfer`` as a return restock, which pushes the new quantity to the channels);
+    damaged or defective units are written off or sent back to the supplier, with a reason.
+
+    Raises ``ReturnError`` for more units than wait for inspection, a missing reason or a
+    quarantine warehouse as restock target.
+    """
+    return_request = _lock(return_line.return_request_id)
+    line = ReturnLine.objects.select_for_update().select_related("sku").get(pk=return_line.pk)
+    waiting = line.quantity_received - line.quantity_inspected
+    if not isinstance(quantity, int) or quantity <= 0 or quantity > waiting:
+        raise ReturnError(
+            f"{line}: {quantity!r} to inspect, {waiting} waiting.", code="invalid_inspection"
+        )
+    if grade not in Inspection.Grade.values:
+        raise ReturnError(f"Unknown grade {grade!r}.", code="invalid_grade")
+    if grade == Inspection.Grade.SELLABLE:
+        disposition = Inspection.Disposition.RESTOCK
+        target = restock_warehouse or return_request.order.warehouse
+        if target is None or not target.is_sellable:
+            raise ReturnError(
+                "Choose a sellable warehouse to restock into.", code="restock_warehouse_required"
+            )
+        stock_transfer(
+            sku=line.sku,
+            from_warehouse=return_request.quarantine,
+            to_warehouse=target,
+            quantity=quantity,
+            reference=return_request.reference,
+            reason=f"inspected sellable: {reason}".strip(": "),
+            actor=actor,
+            kind_in="return_restock",
+        )
+    else:
+        disposition = disposition or Inspection.Disposition.WRITE_OFF
+        if disposition == Inspection.Disposition.RESTOCK:
+            raise ReturnError("Only sellable units can be restocked.", code="invalid_disposition")
+        if not reason.strip():
+            raise ReturnError("Say why the unit is damaged or defective.", code="reason_required")
+        target = None
+        stock_write_off(
+            sku=line.sku,
+            warehouse=return_request.quarantine,
+            quantity=quantity,
+            reason=f"{grade}: {reason} ({Inspection.Disposition(disposition).label.lower()})",
+            reference=return_request.reference,
+            actor=actor,
+        )
+    inspection = Inspection.objects.create(
+        return_line=line,
+        grade=grade,
+        disposition=disposition,
+        quantity=quantity,
+        reason=reason,
+        restock_warehouse=target,
+        inspected_by=actor if isinstance(actor, AbstractBaseUser) else None,
+    )
+    line.quantity_inspected += quantity
+    line.save(update_fields=["quantity_inspected"])
+    return_event(
+        return_request=return_request,
+        kind="inspected",
+        actor=actor,
+        message=f"{quantity} x {line.sku.code}: {grade} -> {disposition}",
+        line=line.pk,
+    )
+    unfinished = return_request.lines.filter(
+        Q(quantity_inspected__lt=F("quantity_received")) | Q(quantity_received__lt=F("quantity"))
+    )
+    if not unfinished.exists():
+        _after_inspection(return_request, actor)
+    return inspection
+
+
+def _after_inspection(return_request: ReturnRequest, actor: Actor) -> None:
+    if return_request.status == R.RECEIVED:
+        return_transition(return_request=return_request, to=R.INSPECTED, actor=actor)
+    elif return_request.status == R.REFUNDED:
+        return_transition(return_request=return_request, to=R.INSPECTED, actor=actor)
+        return_transition(return_request=return_request, to=R.CLOSED, actor=actor)
+        return
+    if return_request.refunds.filter(
+        state__in=[Refund.State.SENT, Refund.State.NOT_REQUIRED]
+    ).exists():
+        return_transition(return_request=return_request, to=R.CLOSED, actor=actor)
+
+
+def _nudge_refund(refund_id: int) -> None:
+    from celery import current_app
+
+    name = settings.RETURNS_REFUND_TASK
+    task = current_app.tasks.get(name)
+    if task is not None:
+        task.delay(refund_id)
+    else:
+        current_app.send_task(name, args=[refund_id])
+
+
+@transaction.atomic
+def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refund | None:
+    """Queue the refund of every return line not refunded yet (received units, or all units
+    of a returnless refund), plus shipping when agreed. Each return line is refunded at most
+    once (a database constraint). The channel call is made after commit by a task."""
+    lines = list(return_request.lines.filter(refund_line__isnull=True))
+    if return_request.returnless:
+        units = {line.pk: line.quantity for line in lines}
+    else:
+        units = {line.pk: line.quantity_received for line in lines if line.quantity_received}
+    if not units:
+        return None
+    order = return_request.order
+    refund_number = return_request.refunds.count() + 1
+    shipping = (
+        order.shipping_total
+        if return_request.refund_shipping and refund_number == 1
+        else Decimal("0")
+    )
+    refund = Refund.objects.create(
+        return_request=return_request,
+        refund_key=f"{return_request.rma}-{refund_number}",
+        currency=order.currency,
+        shipping_amount=shipping,
+    )
+    try:
+        with transaction.atomic():
+            RefundLine.objects.bulk_create(
+                [
+                    RefundLine(
+                        refund=refund,
+                        return_line=line,
+                        quantity=units[line.pk],
+                        amount=line.unit_price * units[line.pk],
+                    )
+                    for line in lines
+                    if line.pk in units
+                ]
+            )
+    except IntegrityError:
+        raise ReturnError(
+            f"A refund for {return_request.rma} is already under way.", code="refund_exists"
+        ) from None
+    refund.amount = sum((rl.amount for rl in refund.lines.all()), Decimal("0"))
+    refund.save(update_fields=["amount"])
+    return_event(
+        return_request=return_request,
+        kind="refund_queued",
+        actor=actor,
+        message=f"{refund.total} {refund.currency} queued ({refund.refund_key})",
+        refund=refund.pk,
+    )
+    transaction.on_commit(partial(_nudge_refund, refund.pk))
+    return refund
+
+
+@transaction.atomic
+def refund_result(
+    *, refund: Refund, ok: bool, channel_refund_id: str = "", error: str = "", final: bool = False
+) -> Refund:
+    """Record one attempt at sending a refund; a success moves the return on."""
+    refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    refund.attempts += 1
+    if ok:
+        refund.state, refund.channel_refund_id = Refund.State.SENT, channel_refund_id
+        refund.sent_at, refund.error = timezone.now(), ""
+    else:
+        refund.error = error[:2000]
+        if final:
+            refund.state = Refund.State.FAILED
+    refund.save()
+    return_request = _lock(refund.return_request_id)
+    return_event(
+        return_request=return_request,
+        kind="refund_sent" if ok else "refund_failed",
+        actor="channel sync",
+        message=channel_refund_id if ok else error,
+        refund=refund.pk,
+    )
+    if ok:
+        _after_refund(return_request)
+    return refund
+
+
+def _after_refund(return_request: ReturnRequest) -> None:
+    if return_request.status in (R.AUTHORIZED, R.RECEIVED):
+        return_transition(return_request=return_request, to=R.REFUNDED, actor="channel sync")
+        if return_request.returnless:
+            return_transition(return_request=return_request, to=R.CLOSED, actor="channel sync")
+    elif return_request.status == R.INSPECTED:
+        return_transition(return_request=return_request, to=R.REFUNDED, actor="channel sync")
+        return_transition(return_request=return_request, to=R.CLOSED, actor="channel sync")
+
+
+@transaction.atomic
+def refund_not_required(*, refund: Refund, reason: str) -> Refund:
+    """The channel refunds another way (e.g. a webshop without an API connection)."""
+    Refund.objects.filter(pk=refund.pk).update(state=Refund.State.NOT_REQUIRED, error=reason)
+    refund.refresh_from_db()
+    return_request = _lock(refund.return_request_id)
+    return_event(
+        return_request=return_request, kind="refund_not_required", actor="system", message=reason
+    )
+    _after_refund(return_request)
+    return refund
+
+
+def return_answer_alerts_raise(*, now: datetime | None = None) -> list[ReturnAlert]:
+    """Raise one alert per return still unanswered close to its 48 hours (within
+    ``RETURNS_ALERT_BEFORE_HOURS``), e-mailed to the returns contact."""
+    now = now or timezone.now()
+    horizon = now + timedelta(hours=settings.RETURNS_ALERT_BEFORE_HOURS)
+    due = ReturnRequest.objects.filter(
+        status=R.REQUESTED, respond_by__lte=horizon, alert__isnull=True
+    ).select_related("order", "channel")
+    raised = []
+    for return_request in due:
+        alert, created = ReturnAlert.objects.get_or_create(return_request=return_request)
+        if created:
+            raised.append(alert)
+    contact = settings.RETURNS_CONTACT_EMAIL
+    if raised and contact:
+        send_mail(
+            subject=f"{len(raised)} return request(s) close to 48 hours without an answer",
+            message="\n".join(
+                f"{a.return_request.rma} ({a.return_request.channel.code} "
+                f"{a.return_request.order.external_id}): answer by "
+                f"{a.return_request.respond_by:%Y-%m-%d %H:%M} UTC"
+                for a in raised
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[contact],
+        )
+        ReturnAlert.objects.filter(pk__in=[a.pk for a in raised]).update(emailed_to=contact)
+    return raised
+
+
+def late_answers_record(*, day) -> list[LateAnswerDaily]:
+    """Count, per channel, the requests answered on ``day`` and those answered late."""
+    start = timezone.make_aware(datetime.combine(day, datetime.min.time()))
+    answered = ReturnRequest.objects.filter(
+        responded_at__gte=start, responded_at__lt=start + timedelta(days=1)
+    ).exclude(fulfillment_model=FulfillmentModel.FBA)
+    totals: dict[int, list[int]] = {}
+    for channel_id, responded_at, respond_by in answered.values_list(
+        "channel_id", "responded_at", "respond_by"
+    ):
+        counts = totals.setdefault(channel_id, [0, 0])
+        counts[0] += 1
+        counts[1] += responded_at > respond_by
+    rows = []
+    for channel_id, (total, late) in totals.items():
+        row, _ = LateAnswerDaily.objects.update_or_create(
+            channel_id=channel_id, day=day, defaults={"answered": total, "answered_late": late}
+        )
+        rows.append(row)
+    return rows
