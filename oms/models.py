@@ -114,7 +114,8 @@ TRANSITIONS: dict[str, set[str]] = {
     S.PARTIALLY_SHIPPED: {S.SHIPPED, S.CANCELLED, S.ON_HOLD},
     S.SHIPPED: {S.DELIVERED},
     S.DELIVERED: set(),
-    S.CANCELLED: set(),
+    # Only for a warehouse that reports it shipped an order we cancelled: staff must act.
+    S.CANCELLED: {S.ON_HOLD},
     S.ON_HOLD: {
         S.PENDING,
         S.AWAITING_FULFILLMENT,
@@ -343,6 +344,14 @@ class Shipment(models.Model):
     source = models.CharField(max_length=20, default="staff")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    tracking_status = models.CharField(max_length=20, blank=True)
+    tracking_valid = models.BooleanField(
+        null=True, blank=True, help_text="Whether the carrier recognises the tracking number."
+    )
+    last_tracked_at = models.DateTimeField(null=True, blank=True)
+    estimated_delivery_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-shipped_at", "-id"]
         constraints = [
@@ -357,7 +366,12 @@ class Shipment(models.Model):
                 fields=["created_at"],
                 condition=Q(confirmation_status="pending"),
                 name="shipment_pending_confirm_idx",
-            )
+            ),
+            models.Index(
+                fields=["last_tracked_at"],
+                condition=Q(delivered_at__isnull=True) & ~Q(tracking_number=""),
+                name="shipment_to_track_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -421,3 +435,31 @@ class DeadlineAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order} {self.kind} {self.due_at:%Y-%m-%d %H:%M}"
+
+
+class TrackingEvent(models.Model):
+    """A carrier scan of a shipment: accepted, in transit, out for delivery, delivered..."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        IN_TRANSIT = "in_transit", "In transit"
+        OUT_FOR_DELIVERY = "out_for_delivery", "Out for delivery"
+        DELIVERED = "delivered", "Delivered"
+        EXCEPTION = "exception", "Exception"
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="tracking_events")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    occurred_at = models.DateTimeField()
+    location = models.CharField(max_length=200, blank=True)
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shipment", "status", "occurred_at"], name="tracking_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment_id} {self.status} {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from functools import partial
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
 from oms.models import Order, OrderEvent
 
@@ -23,7 +27,10 @@ def order_event(
     to_status: str = "",
     **data,
 ) -> OrderEvent:
-    """Append one entry to the order's timeline."""
+    """Append one entry to the order's timeline; status and address changes also nudge, after
+    commit, the task that tells the order's warehouse (``OMS_ORDER_CHANGED_TASK``)."""
+    if kind in ("status", "address_changed") and settings.OMS_ORDER_CHANGED_TASK:
+        transaction.on_commit(partial(_nudge_order_changed, order.pk))
     return OrderEvent.objects.create(
         order=order,
         kind=kind,
@@ -33,3 +40,14 @@ def order_event(
         data=data,
         **actor_fields(actor),
     )
+
+
+def _nudge_order_changed(order_id: int) -> None:
+    from celery import current_app
+
+    name = settings.OMS_ORDER_CHANGED_TASK
+    task = current_app.tasks.get(name)
+    if task is not None:
+        task.delay(order_id)
+    else:
+        current_app.send_task(name, args=[order_id])

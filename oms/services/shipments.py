@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inventory.services import reservation_consume
-from oms.carriers import carrier_get, tracking_validate
+from oms.carriers import InvalidTrackingNumber, carrier_get, tracking_validate
 from oms.exceptions import OrderError
 from oms.models import TO_SHIP_STATUSES, Order, OrderLine, OrderStatus, Shipment, ShipmentLine
 
@@ -45,6 +45,7 @@ def shipment_create(
     actor: Actor = None,
     idempotency_key: str = "",
     source: str = "staff",
+    strict_tracking: bool = True,
 ) -> Shipment:
     """Record a parcel: validate carrier and tracking, consume the reserved stock of the
     shipped lines, move the order to partially shipped or shipped, and queue the channel
@@ -53,16 +54,23 @@ def shipment_create(
     ``lines`` maps order line ids to quantities; ``None`` ships everything still open. Locks
     the order. A repeat with the same idempotency key, or the same carrier and tracking
     number, returns the first shipment and changes nothing. Raises ``OrderError``,
-    ``InvalidTrackingNumber`` or ``UnknownCarrier``.
+    ``InvalidTrackingNumber`` or ``UnknownCarrier``. With ``strict_tracking`` off (a parcel a
+    warehouse already sent), a malformed tracking number is kept and flagged instead.
     """
     order = order_lock(order)
     duplicate = _existing(order, idempotency_key, carrier_code, tracking_number)
     if duplicate:
         return duplicate
     carrier = carrier_get(carrier_code)
-    tracking = tracking_validate(
-        carrier_code=carrier.code, tracking_number=tracking_number, carrier_name=carrier_name
-    )
+    tracking_problem = ""
+    try:
+        tracking = tracking_validate(
+            carrier_code=carrier.code, tracking_number=tracking_number, carrier_name=carrier_name
+        )
+    except InvalidTrackingNumber as err:
+        if strict_tracking:
+            raise
+        tracking, tracking_problem = _normalised(tracking_number), err.message
     if order.status not in TO_SHIP_STATUSES:
         raise OrderError(
             f"Order {order.external_id} is {order.get_status_display()}: only allocated orders "
@@ -99,7 +107,10 @@ def shipment_create(
         shipped_at=shipped_at or timezone.now(),
         idempotency_key=idempotency_key,
         source=source,
+        tracking_valid=False if tracking_problem else None,
     )
+    if tracking_problem:
+        order_event(order=order, kind="tracking_invalid", actor=actor, message=tracking_problem)
     ShipmentLine.objects.bulk_create(
         [ShipmentLine(shipment=shipment, order_line_id=pk, quantity=q) for pk, q in wanted.items()]
     )
@@ -117,8 +128,13 @@ def _existing(order, idempotency_key, carrier_code, tracking_number) -> Shipment
         found = shipments.filter(idempotency_key=idempotency_key).first()
         if found:
             return found
-    normalised = "".join(ch for ch in tracking_number.upper() if ch.isalnum())
-    return shipments.filter(carrier_code__iexact=carrier_code, tracking_number=normalised).first()
+    return shipments.filter(
+        carrier_code__iexact=carrier_code, tracking_number=_normalised(tracking_number)
+    ).first()
+
+
+def _normalised(tracking_number: str) -> str:
+    return "".join(ch for ch in tracking_number.upper() if ch.isalnum())
 
 
 def _after_shipment(order: Order, shipment: Shipment, actor: Actor) -> None:
