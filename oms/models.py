@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from inventory.models import SKU, Warehouse
 
@@ -224,7 +225,12 @@ class Order(models.Model):
             models.Index(fields=["-purchased_at", "-id"], name="order_recent_idx"),
             models.Index(fields=["status", "-purchased_at"], name="order_status_idx"),
             models.Index(fields=["channel", "-purchased_at"], name="order_channel_idx"),
-            models.Index(fields=["external_id"], name="order_external_idx"),
+            models.Index(
+                fields=["external_id"], opclasses=["varchar_pattern_ops"], name="order_external_idx"
+            ),
+            models.Index(Upper("buyer_name"), name="order_buyer_name_ci_idx"),
+            models.Index(Upper("buyer_email"), name="order_buyer_email_ci_idx"),
+            models.Index(fields=["fulfillment_model", "-purchased_at"], name="order_model_idx"),
             models.Index(fields=["ship_by"], name="order_ship_by_idx"),
             models.Index(
                 fields=["pack_by"],

@@ -63,6 +63,11 @@ def order_hold(*, order: Order, reason: str, detail: str = "", actor: Actor = No
     order = order_lock(order)
     if reason not in HoldReason.values:
         raise OrderError(f"Unknown hold reason {reason!r}.", code="invalid_hold_reason")
+    if order.status == S.CANCELLED and reason != HoldReason.ALREADY_SHIPPED:
+        raise InvalidTransition(
+            f"Order {order.external_id} is cancelled: only a warehouse that shipped it anyway "
+            "puts it on hold."
+        )
     if order.status == S.ON_HOLD:
         order.hold_reason, order.hold_detail = reason, detail[:500]
         order.save(update_fields=["hold_reason", "hold_detail", "updated_at"])
@@ -132,25 +137,34 @@ def order_cancel(*, order: Order, reason: str, actor: Actor = None, message: str
     return order
 
 
-def _advance(order: Order, to: str, actor: Actor, kind_label: str) -> Order:
+def _advance(order: Order, to: str, actor: Actor, kind_label: str, *, after: tuple) -> Order:
+    """Move an order along the warehouse flow. Only these steps may start from ``after``:
+    an order on hold leaves its hold through ``order_hold_release`` alone."""
     order = order_lock(order)
+    if order.status not in after:
+        raise InvalidTransition(
+            f"Order {order.external_id} is {order.get_status_display()}: it cannot be "
+            f"{kind_label} now.",
+            from_status=order.status,
+            to_status=to,
+        )
     return order_transition(order=order, to=to, actor=actor, message=kind_label)
 
 
 @transaction.atomic
 def order_release_to_warehouse(*, order: Order, actor: Actor = None) -> Order:
     """Hand an allocated order to its warehouse for picking."""
-    return _advance(order, S.RELEASED, actor, "released to warehouse")
+    return _advance(order, S.RELEASED, actor, "released to warehouse", after=(S.ALLOCATED,))
 
 
 @transaction.atomic
 def order_mark_picked(*, order: Order, actor: Actor = None) -> Order:
-    return _advance(order, S.PICKED, actor, "picked")
+    return _advance(order, S.PICKED, actor, "picked", after=(S.RELEASED,))
 
 
 @transaction.atomic
 def order_mark_packed(*, order: Order, actor: Actor = None) -> Order:
-    return _advance(order, S.PACKED, actor, "packed")
+    return _advance(order, S.PACKED, actor, "packed", after=(S.RELEASED, S.PICKED))
 
 
 @transaction.atomic
