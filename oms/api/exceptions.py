@@ -4,7 +4,13 @@ from rest_framework.views import exception_handler
 
 from inventory.exceptions import DomainError
 
-CONFLICT_CODES = {"insufficient_stock", "invalid_transition", "conflict", "idempotency_conflict"}
+CONFLICT_CODES = {
+    "insufficient_stock",
+    "invalid_transition",
+    "conflict",
+    "idempotency_conflict",
+    "not_shippable",
+}
 
 
 def domain_exception_handler(exc, context):
