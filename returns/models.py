@@ -125,6 +125,8 @@ class ReturnRequest(models.Model):
                 fields=["respond_by"], condition=Q(status="requested"), name="return_to_answer_idx"
             ),
             models.Index(fields=["status", "respond_by"], name="return_status_idx"),
+            models.Index(fields=["respond_by", "id"], name="return_queue_idx"),
+            models.Index(fields=["fulfillment_model", "respond_by"], name="return_model_idx"),
         ]
         permissions = [
             ("decide_return", "Can approve and reject returns"),

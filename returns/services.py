@@ -20,6 +20,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from inventory.models import Warehouse
+from inventory.outbox import nudge_task
 from inventory.services import stock_receive, stock_transfer, stock_write_off
 from oms.models import FulfillmentModel, Order, OrderLine
 
@@ -481,17 +482,6 @@ def _after_inspection(return_request: ReturnRequest, actor: Actor) -> None:
         return_transition(return_request=return_request, to=R.CLOSED, actor=actor)
 
 
-def _nudge_refund(refund_id: int) -> None:
-    from celery import current_app
-
-    name = settings.RETURNS_REFUND_TASK
-    task = current_app.tasks.get(name)
-    if task is not None:
-        task.delay(refund_id)
-    else:
-        current_app.send_task(name, args=[refund_id])
-
-
 @transaction.atomic
 def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refund | None:
     """Queue the refund of every return line not refunded yet (received units, or all units
@@ -544,7 +534,7 @@ def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refun
         message=f"{refund.total} {refund.currency} queued ({refund.refund_key})",
         refund=refund.pk,
     )
-    transaction.on_commit(partial(_nudge_refund, refund.pk))
+    transaction.on_commit(partial(nudge_task, settings.RETURNS_REFUND_TASK, refund.pk))
     return refund
 
 
