@@ -44,7 +44,10 @@ def setup_django(*, fresh: bool = True) -> str:
         "CHANNEL_CREDENTIALS_KEYS", "YmVuY2htYXJrLW9ubHkta2V5LW5vdC1mb3ItdXNlLTE="
     )
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
-    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+    # Side-effect tasks are queued (to an in-memory broker unless a bench sets Redis), not
+    # run inline: a benchmark measures the path a web or worker process runs.
+    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "0")
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oms.settings")
     import django
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from .models import StockChange
 
@@ -28,11 +29,11 @@ def record_stock_change(pairs: Iterable[tuple[int, int]]) -> None:
 
 
 def _nudge() -> None:
-    from celery import current_app
+    nudge_task(settings.INVENTORY_STOCK_CHANGE_TASK)
 
-    name = settings.INVENTORY_STOCK_CHANGE_TASK
-    task = current_app.tasks.get(name)
-    if task is not None:
-        task.delay()
-    else:
-        current_app.send_task(name)
+
+def nudge_task(name: str, *args) -> None:
+    """Queue the task registered under the dotted ``name`` (lower layers name the upper
+    layers' tasks in settings instead of importing them)."""
+    task = import_string(name)
+    task.delay(*args)

@@ -113,16 +113,21 @@ def order_deadlines_apply(*, order: Order) -> None:
 
 @transaction.atomic
 def order_allocate(*, order: Order, actor: Actor = None) -> Order:
+    """Lock the order, then ``allocate_locked``: see there."""
+    return allocate_locked(order=order_lock(order), actor=actor)
+
+
+def allocate_locked(*, order: Order, actor: Actor = None) -> Order:
     """Route an order and reserve all its open lines, or put it on hold with the reason.
 
     A pending order (payment not confirmed) gets a soft hold: stock is reserved but the order
     stays pending until payment is confirmed or the hold expires.
 
-    Tries each candidate warehouse for the whole order first; splits across warehouses only
+    The caller holds the order's row lock. Tries each candidate warehouse for the whole
+    order first; splits across warehouses only
     when the channel allows it. A line without a known SKU or an order without a complete
     address is held, not allocated. Insufficient stock holds the order and marks it oversold.
     """
-    order = order_lock(order)
     if order.status not in (S.AWAITING_FULFILLMENT, S.PENDING):
         raise OrderError(
             f"Order {order.external_id} is {order.get_status_display()}: nothing to allocate.",
@@ -172,11 +177,12 @@ def order_allocate(*, order: Order, actor: Actor = None) -> Order:
     if split:
         order.warehouse = next(iter(split.values()))
     order_deadlines_apply(order=order)
-    order.save(update_fields=["warehouse", "ship_by", "pack_by", "deadline_rule", "updated_at"])
+    placed = ["warehouse", "ship_by", "pack_by", "deadline_rule"]
     data = {"warehouse": order.warehouse.code}
     if split:
         data["split"] = {line: wh.code for line, wh in split.items()}
     if pending:
+        order.save(update_fields=[*placed, "updated_at"])
         order_event(
             order=order,
             kind="soft_hold",
@@ -185,7 +191,7 @@ def order_allocate(*, order: Order, actor: Actor = None) -> Order:
             **data,
         )
         return order
-    return order_transition(order=order, to=S.ALLOCATED, actor=actor, **data)
+    return order_transition(order=order, to=S.ALLOCATED, actor=actor, also=placed, **data)
 
 
 def _hold_for_stock(order: Order, warehouses: list[Warehouse], items: list, actor) -> Order:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from inventory.outbox import nudge_task
 from oms.models import Order, OrderEvent
 
 Actor = AbstractBaseUser | str | None
@@ -43,11 +44,4 @@ def order_event(
 
 
 def _nudge_order_changed(order_id: int) -> None:
-    from celery import current_app
-
-    name = settings.OMS_ORDER_CHANGED_TASK
-    task = current_app.tasks.get(name)
-    if task is not None:
-        task.delay(order_id)
-    else:
-        current_app.send_task(name, args=[order_id])
+    nudge_task(settings.OMS_ORDER_CHANGED_TASK, order_id)

@@ -31,13 +31,13 @@ from oms.models import (
 )
 from oms.records import AddressRecord, ChannelOrderStatus, OrderRecord
 
-from .allocation import order_allocate, order_deadlines_apply
+from .allocation import allocate_locked, order_allocate, order_deadlines_apply
 from .events import Actor, order_event
 from .orders import order_cancel, order_hold_release, order_lock, order_transition
 from .shipments import shipment_record_channel_fulfilled
 
 S = OrderStatus
-SkuResolver = Callable[[str], SKU | None]
+SkuResolver = Callable[[set[str]], dict[str, SKU]]
 
 ADDRESS_FIELDS = {
     "name": "ship_name",
@@ -60,8 +60,9 @@ class IngestResult:
     changed: bool
 
 
-def sku_by_code(seller_sku: str) -> SKU | None:
-    return SKU.objects.filter(code=seller_sku).first()
+def skus_by_code(seller_skus: set[str]) -> dict[str, SKU]:
+    """The default mapping: a channel SKU is one of ours when the codes are equal."""
+    return {sku.code: sku for sku in SKU.objects.filter(code__in=seller_skus)}
 
 
 def record_validate(record: OrderRecord) -> None:
@@ -111,7 +112,7 @@ def order_ingest(
     *,
     channel: SalesChannel,
     record: OrderRecord,
-    sku_resolver: SkuResolver = sku_by_code,
+    sku_resolver: SkuResolver = skus_by_code,
     actor: Actor = "import",
 ) -> IngestResult:
     """Create or update the order for ``record``; reserve stock for a new paid order.
@@ -141,11 +142,13 @@ def order_ingest(
 
 def _create(channel, record, payload, digest, sku_resolver, actor) -> IngestResult:
     now = timezone.now()
+    paid = record.status not in (ChannelOrderStatus.PENDING, ChannelOrderStatus.CANCELLED)
     order = Order.objects.create(
         channel=channel,
         external_id=record.channel_order_id,
         fulfillment_model=record.fulfillment_model,
-        status=S.PENDING,
+        # A paid order starts out awaiting fulfillment: creation is not a transition.
+        status=S.AWAITING_FULFILLMENT if paid else S.PENDING,
         purchased_at=record.purchased_at,
         channel_updated_at=record.updated_at or record.purchased_at,
         earliest_ship_at=record.earliest_ship_at,
@@ -163,12 +166,12 @@ def _create(channel, record, payload, digest, sku_resolver, actor) -> IngestResu
         payload_hash=digest,
         **_address(record),
     )
-    skus = {code: sku_resolver(code) for code in {line.seller_sku for line in record.lines}}
+    skus = sku_resolver({line.seller_sku for line in record.lines})
     OrderLine.objects.bulk_create(
         [
             OrderLine(
                 order=order,
-                sku=skus[line.seller_sku],
+                sku=skus.get(line.seller_sku),
                 seller_sku=line.seller_sku,
                 channel_line_id=line.channel_line_id,
                 title=line.title[:300],
@@ -185,27 +188,27 @@ def _create(channel, record, payload, digest, sku_resolver, actor) -> IngestResu
         actor=actor,
         message=f"imported from {channel.code} ({record.status})",
         channel_status=record.status,
+        to_status=order.status,
     )
     if record.status == ChannelOrderStatus.CANCELLED:
-        order_cancel(order=order, reason=CancelReason.CHANNEL, actor=actor)
+        order = order_cancel(order=order, reason=CancelReason.CHANNEL, actor=actor)
     elif record.status == ChannelOrderStatus.PENDING:
         order.payment_expires_at = now + timedelta(minutes=settings.OMS_SOFT_HOLD_MINUTES)
         order_deadlines_apply(order=order)
         order.save(update_fields=["payment_expires_at", "ship_by", "pack_by", "deadline_rule"])
-        order_allocate(order=order, actor=actor)
+        order = allocate_locked(order=order, actor=actor)
     elif record.status in SHIPPED_ON_CHANNEL and record.fulfillment_model != FulfillmentModel.FBA:
         order_deadlines_apply(order=order)
         order.save(update_fields=["ship_by", "pack_by", "deadline_rule"])
-        order_transition(order=order, to=S.AWAITING_FULFILLMENT, actor=actor)
         order_transition(
             order=order, to=S.SHIPPED, actor=actor, message="already shipped on the channel"
         )
     else:
-        order_transition(order=order, to=S.AWAITING_FULFILLMENT, actor=actor)
-        order = order_allocate(order=order, actor=actor)
+        # We inserted the row in this transaction, so we already hold its lock.
+        order = allocate_locked(order=order, actor=actor)
         if record.status in SHIPPED_ON_CHANNEL:
             shipment_record_channel_fulfilled(order=order, actor=actor)
-    order.refresh_from_db()
+            order.refresh_from_db()
     return IngestResult(order=order, created=True, changed=True)
 
 

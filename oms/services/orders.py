@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,10 +32,13 @@ def order_lock(order: Order | int) -> Order:
     return Order.objects.select_for_update().get(pk=pk)
 
 
-def order_transition(*, order: Order, to: str, actor: Actor, message: str = "", **data) -> Order:
+def order_transition(
+    *, order: Order, to: str, actor: Actor, message: str = "", also: Iterable[str] = (), **data
+) -> Order:
     """Move ``order`` to status ``to`` if ``TRANSITIONS`` allows it, and record the event.
 
-    The caller holds the order's row lock (``order_lock``). Raises ``InvalidTransition``.
+    The caller holds the order's row lock (``order_lock``); ``also`` names other fields the
+    caller changed, saved in the same statement. Raises ``InvalidTransition``.
     """
     if to not in TRANSITIONS[order.status]:
         raise InvalidTransition(
@@ -44,7 +49,7 @@ def order_transition(*, order: Order, to: str, actor: Actor, message: str = "", 
         )
     from_status = order.status
     order.status = to
-    order.save(update_fields=["status", "updated_at"])
+    order.save(update_fields=["status", "updated_at", *also])
     order_event(
         order=order,
         kind="status",

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from inventory.outbox import nudge_task
 from inventory.services import reservation_consume
 from oms.carriers import InvalidTrackingNumber, carrier_get, tracking_validate
 from oms.exceptions import OrderError
@@ -19,17 +20,6 @@ from .events import Actor, order_event
 from .orders import order_lock, order_transition
 
 S = OrderStatus
-
-
-def _nudge_confirmation(shipment_id: int) -> None:
-    from celery import current_app
-
-    name = settings.OMS_SHIPMENT_CONFIRMATION_TASK
-    task = current_app.tasks.get(name)
-    if task is not None:
-        task.delay(shipment_id)
-    else:
-        current_app.send_task(name, args=[shipment_id])
 
 
 @transaction.atomic
@@ -118,7 +108,9 @@ def shipment_create(
         OrderLine.objects.filter(pk=pk).update(quantity_shipped=F("quantity_shipped") + qty)
     _after_shipment(order, shipment, actor)
     if settings.OMS_SHIPMENT_CONFIRMATION_TASK:
-        transaction.on_commit(partial(_nudge_confirmation, shipment.pk))
+        transaction.on_commit(
+            partial(nudge_task, settings.OMS_SHIPMENT_CONFIRMATION_TASK, shipment.pk)
+        )
     return shipment
 
 
