@@ -2,8 +2,9 @@
 
 Orders come from Orders API v2026-01-01 (``searchOrders``), shipments are confirmed with
 v0 ``confirmShipment``, listing quantity/price/handling time go through the Listings Items
-API (small batches) or a ``JSON_LISTINGS_FEED`` (large batches), and FBA stock and the
-returns report are read through the FBA Inventory and Reports APIs.
+API (small batches) or a ``JSON_LISTINGS_FEED`` (large batches), refunds go through a
+``POST_PAYMENT_ADJUSTMENT_DATA`` (OrderAdjustment XML) feed, and FBA stock and the returns
+reports (seller-fulfilled and FBA) are read through the FBA Inventory and Reports APIs.
 
 The same code talks to Amazon and to the local simulator: only ``ChannelConfig.base_url``
 and the credentials differ. For a base URL that is not an ``*.amazon.com`` host the LWA
@@ -16,17 +17,19 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import httpx
 from sp_api.api import Feeds, Inventories, ListingsItems, Orders, Reports, Sellers
@@ -47,8 +50,13 @@ from channels_app.connectors.base import (
     ListingSnapshot,
     OrderPage,
     PushResult,
+    RefundReason,
+    RefundRequest,
+    ReturnLineRecord,
+    ReturnRecord,
     ShipmentConfirmation,
     map_records,
+    map_returns,
     parse_iso_datetime,
     to_decimal,
 )
@@ -61,6 +69,7 @@ from oms.records import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 DEFAULT_MARKETPLACE_ID = Marketplaces.US.marketplace_id
 ORDERS_VERSION = "2026-01-01"
@@ -68,7 +77,10 @@ ORDERS_VERSION = "2026-01-01"
 ORDER_DATASETS = ("BUYER", "RECIPIENT", "PROCEEDS", "FULFILLMENT", "PACKAGES", "CANCELLATION")
 LISTINGS_FEED_TYPE = "JSON_LISTINGS_FEED"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
+ADJUSTMENT_FEED_TYPE = "POST_PAYMENT_ADJUSTMENT_DATA"
+XML_CONTENT_TYPE = "text/xml; charset=UTF-8"
 RETURNS_REPORT_TYPE = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
+FBA_RETURNS_REPORT_TYPE = "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA"
 # Amazon refuses returns reports that span more than 60 days.
 REPORT_MAX_SPAN = timedelta(days=60)
 FINISHED_STATUSES = frozenset({"DONE", "CANCELLED", "FATAL"})
@@ -85,6 +97,15 @@ _STATUS = {
 }
 
 _RETURNS_COLUMNS = ("Order ID", "Merchant SKU", "Return quantity", "Return request date")
+_FBA_RETURNS_COLUMNS = ("return-date", "order-id", "sku", "quantity")
+# OrderAdjustment AdjustmentReason per RefundReason; anything else is a GeneralAdjustment.
+_ADJUSTMENT_REASONS = {
+    RefundReason.RETURN: "CustomerReturn",
+    RefundReason.DAMAGED: "CustomerReturn",
+    RefundReason.DEFECTIVE: "CustomerReturn",
+    RefundReason.NOT_AS_DESCRIBED: "CustomerReturn",
+    RefundReason.WRONG_ITEM: "DifferentItem",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,51 @@ class FbaInventorySummary:
     inbound: int
     reserved: int
     unfulfillable: int
+
+
+SELLER_PERFORMANCE_REPORT_TYPE = "GET_V2_SELLER_PERFORMANCE_REPORT"
+# Amazon's performance metric -> (numerator field, denominator field) in the report's JSON
+# (schemas/reports/accountHealthReport-2020-11-18.json). The order defect rate is split into
+# "mfn" and "afn" blocks and reads its numerator from ``orderWithDefects.count``.
+_PERFORMANCE_COUNTS = {
+    "lateShipmentRate": ("lateShipmentCount", "orderCount"),
+    "preFulfillmentCancellationRate": ("cancellationCount", "orderCount"),
+    "validTrackingRate": ("validTrackingCount", "shipmentCount"),
+    "onTimeDeliveryRate": ("onTimeDeliveryCount", "shipmentCountWithValidTracking"),
+}
+
+
+@dataclass(frozen=True)
+class AccountHealthFigure:
+    """One performance metric from Amazon's seller performance report.
+
+    ``metric`` is Amazon's name (``orderDefectRate``, ``lateShipmentRate``...);
+    ``fulfillment`` is ``mfn`` or ``afn`` (only the order defect rate has an ``afn`` figure;
+    the others are about merchant-fulfilled orders). ``date_from``/``date_to`` are the
+    reporting range as Amazon gives it (``date_to`` is the last minute included).
+    """
+
+    metric: str
+    fulfillment: str
+    date_from: datetime
+    date_to: datetime
+    numerator: int | None
+    denominator: int | None
+    rate: float | None
+    status: str
+    target_value: float | None
+    target_condition: str
+    breakdown: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountHealth:
+    """Amazon's account health for one marketplace: status, rating and metric figures."""
+
+    marketplace_id: str
+    account_status: str
+    rating_status: str
+    figures: tuple[AccountHealthFigure, ...]
 
 
 class AmazonConnector(ChannelConnector):
@@ -221,6 +287,69 @@ class AmazonConnector(ChannelConnector):
         )
         return reference
 
+    def refund(self, request: RefundRequest) -> str:
+        """Refund through an OrderAdjustment feed; returns the MerchantAdjustmentItemID.
+
+        Amazon takes refunds of merchant orders as ``POST_PAYMENT_ADJUSTMENT_DATA`` feeds
+        and assigns no refund id of its own; every adjusted item carries ``refund_id`` as
+        its MerchantAdjustmentItemID, which its settlement report echoes. Shipping is
+        refunded on the items that were charged shipping (read with getOrder). The call
+        waits for the feed's processing report; an error in it raises
+        ``ConnectorPermanentError`` with Amazon's text.
+        """
+        self._require_seller_id()
+        order = self._call(
+            "getOrder",
+            partial(
+                self._api(Orders, ORDERS_VERSION).get_order,
+                request.channel_order_id,
+                includedData=["PROCEEDS"],
+            ),
+        ).payload
+        document = self._adjustment_document(request, (order or {}).get("order") or {})
+        feed_id, feed = self._run_feed(ADJUSTMENT_FEED_TYPE, document, XML_CONTENT_TYPE)
+        status = feed.get("processingStatus")
+        if status not in FINISHED_STATUSES or status == "CANCELLED":
+            raise ConnectorRetryableError(f"refund feed {feed_id} is {status}")
+        errors: list[str] = []
+        if feed.get("resultFeedDocumentId"):
+            errors = processing_errors(self._feed_result(feed))
+        if errors or status == "FATAL":
+            raise ConnectorPermanentError("; ".join(errors) or f"refund feed {feed_id} failed")
+        return request.refund_id
+
+    @overload
+    def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]: ...
+
+    @overload
+    def fetch_returns(self, *, since: datetime) -> list[dict[str, Any]]: ...
+
+    def fetch_returns(
+        self, *, updated_after: datetime | None = None, since: datetime | None = None
+    ) -> list[ReturnRecord] | list[dict[str, Any]]:
+        """Returns requested at or after ``updated_after``, from both returns reports.
+
+        Seller-fulfilled returns come from the flat-file returns report (one record per RMA
+        id), FBA returns from the FBA customer returns report (one record per returned
+        unit's license plate), flagged ``FBA``. Both reports name the SKU, not the order
+        item, so ``channel_line_id`` is empty. ``since=`` instead returns the seller-fulfilled
+        report's rows as ``fetch_return_rows`` does.
+        """
+        if since is not None:
+            return self.fetch_return_rows(since=since)
+        if updated_after is None:
+            raise TypeError("fetch_returns() needs updated_after")
+        records = map_merchant_returns(
+            [
+                row
+                for text in self._report_texts(RETURNS_REPORT_TYPE, updated_after)
+                for row in parse_returns_report(text)
+            ]
+        )
+        for text in self._report_texts(FBA_RETURNS_REPORT_TYPE, updated_after):
+            records.extend(map_returns(parse_fba_returns_report(text), mapper=map_fba_return))
+        return records
+
     def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
         """Set quantity, price and handling time; one result per update, in order.
 
@@ -290,7 +419,7 @@ class AmazonConnector(ChannelConnector):
             if not token:
                 return summaries
 
-    def fetch_returns(self, *, since: datetime) -> list[dict[str, Any]]:
+    def fetch_return_rows(self, *, since: datetime) -> list[dict[str, Any]]:
         """Seller-fulfilled returns requested since ``since``, from the flat-file report.
 
         Each row is a dict with ``order_id``, ``rma_id``, ``sku``, ``asin``, ``quantity``,
@@ -298,14 +427,24 @@ class AmazonConnector(ChannelConnector):
         ``tracking_id``, ``raw`` (the report row) and ``error`` (empty unless the row could
         not be read; such rows are returned, not dropped, so staff can see them).
         """
+        return [
+            row
+            for text in self._report_texts(RETURNS_REPORT_TYPE, since)
+            for row in parse_returns_report(text)
+        ]
+
+    def fetch_account_health(self) -> list[AccountHealth]:
+        """Amazon's seller performance report (``GET_V2_SELLER_PERFORMANCE_REPORT``): one
+        ``AccountHealth`` per marketplace in it; empty when Amazon had no report to give."""
         now = datetime.now(UTC)
-        start = _utc(since)
-        rows: list[dict[str, Any]] = []
-        while start < now:
-            end = min(start + REPORT_MAX_SPAN, now)
-            rows.extend(self._returns_report(start, end))
-            start = end
-        return rows
+        text = self._report_text(SELLER_PERFORMANCE_REPORT_TYPE, now - timedelta(days=1), now)
+        if not text:
+            return []
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ConnectorRetryableError("seller performance report is not JSON") from exc
+        return parse_account_health(document)
 
     # ----- inventory pushes ----------------------------------------------------------
 
@@ -378,32 +517,8 @@ class AmazonConnector(ChannelConnector):
     def _submit_listings_feed(
         self, document: dict[str, Any], message_sku: Mapping[int, str]
     ) -> dict[str, PushResult]:
-        feeds = self._api(Feeds)
-        created = self._call(
-            "createFeedDocument", partial(feeds.create_feed_document, None, FEED_CONTENT_TYPE)
-        ).payload
-        document_id = _required(created, "feedDocumentId", "createFeedDocument")
         content = json.dumps(document).encode("utf-8")
-        self._call(
-            "uploadFeedDocument",
-            partial(
-                self._http.put,
-                _required(created, "url", "createFeedDocument"),
-                content=content,
-                headers={"Content-Type": FEED_CONTENT_TYPE},
-            ),
-        )
-        created_feed = self._call(
-            "createFeed",
-            partial(
-                feeds.create_feed,
-                LISTINGS_FEED_TYPE,
-                document_id,
-                marketplaceIds=[self._marketplace_id],
-            ),
-        )
-        feed_id = _required(created_feed.payload, "feedId", "createFeed")
-        feed = self._wait_until_finished("getFeed", partial(feeds.get_feed, feed_id))
+        feed_id, feed = self._run_feed(LISTINGS_FEED_TYPE, content, FEED_CONTENT_TYPE)
         status = feed.get("processingStatus")
 
         def failed(error: str, *, retryable: bool) -> dict[str, PushResult]:
@@ -416,18 +531,93 @@ class AmazonConnector(ChannelConnector):
             return failed(f"feed {feed_id} still {status} after polling", retryable=True)
         if status != "DONE":
             return failed(f"feed {feed_id} ended {status}", retryable=True)
-        text = self._call(
-            "getFeedDocument",
-            partial(
-                feeds.get_feed_result_document,
-                _required(feed, "resultFeedDocumentId", "getFeed"),
-            ),
-        )
         try:
-            report = json.loads(text)
+            report = json.loads(self._feed_result(feed))
         except ValueError as exc:
             raise ConnectorRetryableError(f"feed {feed_id}: unreadable processing report") from exc
         return _feed_results(report, message_sku)
+
+    def _run_feed(
+        self, feed_type: str, content: bytes, content_type: str
+    ) -> tuple[str, dict[str, Any]]:
+        """Upload ``content`` and create the feed; poll until it finishes or polling ends."""
+        feeds = self._api(Feeds)
+        created = self._call(
+            "createFeedDocument", partial(feeds.create_feed_document, None, content_type)
+        ).payload
+        document_id = _required(created, "feedDocumentId", "createFeedDocument")
+        self._call(
+            "uploadFeedDocument",
+            partial(
+                self._http.put,
+                _required(created, "url", "createFeedDocument"),
+                content=content,
+                headers={"Content-Type": content_type},
+            ),
+        )
+        created_feed = self._call(
+            "createFeed",
+            partial(
+                feeds.create_feed, feed_type, document_id, marketplaceIds=[self._marketplace_id]
+            ),
+        )
+        feed_id = _required(created_feed.payload, "feedId", "createFeed")
+        return feed_id, self._wait_until_finished("getFeed", partial(feeds.get_feed, feed_id))
+
+    def _feed_result(self, feed: Mapping[str, Any]) -> str:
+        """The processing report of a finished feed, as text."""
+        return self._call(
+            "getFeedDocument",
+            partial(
+                self._api(Feeds).get_feed_result_document,
+                _required(feed, "resultFeedDocumentId", "getFeed"),
+            ),
+        )
+
+    def _adjustment_document(self, request: RefundRequest, order: Mapping[str, Any]) -> bytes:
+        """The OrderAdjustment feed document for ``request`` (one message)."""
+        items = {str(item.get("orderItemId")): item for item in order.get("orderItems") or []}
+        amounts: dict[str, dict[str, Decimal]] = {}
+        for line in request.lines:
+            if line.channel_line_id not in items:
+                raise ConnectorPermanentError(
+                    f"order item {line.channel_line_id} is not on order {request.channel_order_id}"
+                )
+            principal = amounts.setdefault(line.channel_line_id, {})
+            principal["Principal"] = principal.get("Principal", Decimal("0")) + line.amount
+        _spread_shipping(amounts, items, request.shipping_amount)
+        if not amounts:
+            raise ConnectorPermanentError("a refund needs an order item or a shipping amount")
+        envelope = ElementTree.Element(
+            "AmazonEnvelope",
+            {
+                "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
+                "xsi:noNamespaceSchemaLocation": "amzn-envelope.xsd",
+            },
+        )
+        header = ElementTree.SubElement(envelope, "Header")
+        ElementTree.SubElement(header, "DocumentVersion").text = "1.01"
+        ElementTree.SubElement(header, "MerchantIdentifier").text = self._seller_id
+        ElementTree.SubElement(envelope, "MessageType").text = "OrderAdjustment"
+        message = ElementTree.SubElement(envelope, "Message")
+        ElementTree.SubElement(message, "MessageID").text = "1"
+        adjustment = ElementTree.SubElement(message, "OrderAdjustment")
+        ElementTree.SubElement(adjustment, "AmazonOrderID").text = request.channel_order_id
+        ElementTree.SubElement(adjustment, "ActionType").text = "Refund"
+        reason = _ADJUSTMENT_REASONS.get(RefundReason.of(request.reason), "GeneralAdjustment")
+        for item_id, components in amounts.items():
+            adjusted = ElementTree.SubElement(adjustment, "AdjustedItem")
+            ElementTree.SubElement(adjusted, "AmazonOrderItemCode").text = item_id
+            ElementTree.SubElement(adjusted, "MerchantAdjustmentItemID").text = request.refund_id
+            ElementTree.SubElement(adjusted, "AdjustmentReason").text = reason
+            prices = ElementTree.SubElement(adjusted, "ItemPriceAdjustments")
+            for kind, value in components.items():
+                component = ElementTree.SubElement(prices, "Component")
+                ElementTree.SubElement(component, "Type").text = kind
+                ElementTree.SubElement(
+                    component, "Amount", {"currency": request.currency}
+                ).text = f"{value:.2f}"
+        return ElementTree.tostring(envelope, encoding="utf-8", xml_declaration=True)
 
     def _patches(self, update: InventoryUpdate) -> list[dict[str, Any]]:
         patches: list[dict[str, Any]] = []
@@ -479,13 +669,27 @@ class AmazonConnector(ChannelConnector):
 
     # ----- reports ---------------------------------------------------------------------
 
-    def _returns_report(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    def _report_texts(self, report_type: str, since: datetime) -> list[str]:
+        """Every document of ``report_type`` from ``since`` to now, 60 days per report."""
+        now = datetime.now(UTC)
+        start = _utc(since)
+        texts: list[str] = []
+        while start < now:
+            end = min(start + REPORT_MAX_SPAN, now)
+            text = self._report_text(report_type, start, end)
+            if text is not None:
+                texts.append(text)
+            start = end
+        return texts
+
+    def _report_text(self, report_type: str, start: datetime, end: datetime) -> str | None:
+        """One report's document, or None when Amazon had no data for it."""
         reports = self._api(Reports)
         created = self._call(
             "createReport",
             partial(
                 reports.create_report,
-                reportType=RETURNS_REPORT_TYPE,
+                reportType=report_type,
                 marketplaceIds=[self._marketplace_id],
                 dataStartTime=_iso(start),
                 dataEndTime=_iso(end),
@@ -496,7 +700,7 @@ class AmazonConnector(ChannelConnector):
         status = report.get("processingStatus")
         if status == "CANCELLED":
             # Amazon cancels a report that has no data instead of sending an empty one.
-            return []
+            return None
         if status != "DONE":
             raise ConnectorRetryableError(f"returns report {report_id} is {status}")
         document_id = _required(report, "reportDocumentId", "getReport")
@@ -507,7 +711,7 @@ class AmazonConnector(ChannelConnector):
         if isinstance(document, bytes):
             # The library hands back bytes when the declared charset cannot decode them.
             document = document.decode("utf-8", errors="replace")
-        return parse_returns_report(document)
+        return document
 
     def _wait_until_finished(
         self, operation: str, get: Callable[[], ApiResponse]
@@ -861,6 +1065,191 @@ def _return_row(row: dict[str, str]) -> dict[str, Any]:
     except ValueError as exc:
         result["error"] = str(exc)
     return result
+
+
+def map_merchant_returns(rows: list[dict[str, Any]]) -> list[ReturnRecord]:
+    """Group returns report rows (from ``parse_returns_report``) into one record per RMA id.
+
+    Rows that could not be read are logged and left out.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["error"]:
+            logger.warning("skipping unreadable returns report row (%s): %r", row["error"], row)
+            continue
+        rma_id = row["rma_id"] or f"{row['order_id']}:{row['return_date'].isoformat()}"
+        groups.setdefault((row["order_id"], rma_id), []).append(row)
+    return [
+        ReturnRecord(
+            channel_return_id=rma_id,
+            channel_order_id=order_id,
+            requested_at=min(row["return_date"] for row in group),
+            reason_code=group[0]["reason"],
+            buyer_comment="",
+            status=group[0]["status"],
+            lines=tuple(
+                ReturnLineRecord(
+                    channel_line_id="", seller_sku=row["sku"], quantity=row["quantity"]
+                )
+                for row in group
+            ),
+            fulfillment_model=FulfillmentModel.FBM,
+            raw={"rows": [row["raw"] for row in group]},
+        )
+        for (order_id, rma_id), group in groups.items()
+    ]
+
+
+def parse_fba_returns_report(document: str) -> list[dict[str, str]]:
+    """Rows of a GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA document (tab-separated)."""
+    reader = csv.DictReader(io.StringIO(document.lstrip("\ufeff")), delimiter="\t")
+    if document.strip() and not set(_FBA_RETURNS_COLUMNS) <= set(reader.fieldnames or ()):
+        raise ConnectorRetryableError("FBA returns report lacks the expected columns")
+    return list(reader)
+
+
+def map_fba_return(row: Mapping[str, str]) -> list[ReturnRecord]:
+    """One FBA customer return row; the unit's license plate number identifies it."""
+    order_id = _text(row["order-id"], "order-id")
+    sku = _text(row["sku"], "sku")
+    returned_at = _report_time(row["return-date"])
+    return [
+        ReturnRecord(
+            channel_return_id=row.get("license-plate-number")
+            or f"{order_id}:{sku}:{returned_at.isoformat()}",
+            channel_order_id=order_id,
+            requested_at=returned_at,
+            reason_code=row.get("reason") or "",
+            buyer_comment=row.get("customer-comments") or "",
+            status=row.get("status") or "",
+            lines=(
+                ReturnLineRecord(channel_line_id="", seller_sku=sku, quantity=int(row["quantity"])),
+            ),
+            fulfillment_model=FulfillmentModel.FBA,
+            raw=dict(row),
+        )
+    ]
+
+
+def processing_errors(document: str) -> list[str]:
+    """``code: description`` of every Error result in an XML feed processing report."""
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError as exc:
+        raise ConnectorRetryableError("unreadable feed processing report") from exc
+    return [
+        f"{result.findtext('ResultMessageCode')}: {result.findtext('ResultDescription')}"
+        for result in root.iter("Result")
+        if result.findtext("ResultCode") == "Error"
+    ]
+
+
+def _spread_shipping(
+    amounts: dict[str, dict[str, Decimal]], items: Mapping[str, Any], shipping: Decimal
+) -> None:
+    """Add a Shipping component to the items that were charged shipping, refunded items first.
+
+    Whatever exceeds the shipping charged stays on the last such item (or the first refunded
+    one), so Amazon refuses it rather than the refund going out short.
+    """
+    left = shipping
+    ordered = sorted(items, key=lambda item_id: item_id not in amounts)
+    last = None
+    for item_id in ordered:
+        charged = _sum_breakdowns(
+            (items[item_id].get("proceeds") or {}).get("breakdowns") or [], "SHIPPING", set()
+        )
+        if left <= 0 or not charged:
+            continue
+        take = min(left, charged)
+        amounts.setdefault(item_id, {})["Shipping"] = take
+        left -= take
+        last = item_id
+    if left > 0:
+        target = last or next(iter(amounts), None) or next(iter(items), None)
+        if target is None:
+            raise ConnectorPermanentError("the order has no item to refund shipping on")
+        component = amounts.setdefault(target, {})
+        component["Shipping"] = component.get("Shipping", Decimal("0")) + left
+
+
+def parse_account_health(document: Mapping[str, Any]) -> list[AccountHealth]:
+    """Map a seller performance report document to ``AccountHealth`` per marketplace.
+
+    Accepts the rating under ``ahrStatus`` (Amazon's example and required field) or
+    ``accountHealthRatingStatus`` (the schema's property). Raises
+    ``ConnectorPermanentError`` for a document without ``performanceMetrics``.
+    """
+    metrics = document.get("performanceMetrics")
+    if not isinstance(metrics, list):
+        raise ConnectorPermanentError("seller performance report lacks performanceMetrics")
+    statuses = {
+        str(entry.get("marketplaceId")): str(entry.get("status") or "")
+        for entry in document.get("accountStatuses") or []
+    }
+    result = []
+    for block in metrics:
+        marketplace_id = str(block.get("marketplaceId") or "")
+        rating = block.get("accountHealthRating") or {}
+        figures: list[AccountHealthFigure] = []
+        for fulfillment in ("mfn", "afn"):
+            odr = (block.get("orderDefectRate") or {}).get(fulfillment)
+            if odr:
+                figures.append(
+                    _performance_figure(
+                        "orderDefectRate",
+                        fulfillment,
+                        odr,
+                        (odr.get("orderWithDefects") or {}).get("count"),
+                        odr.get("orderCount"),
+                        breakdown={
+                            name: int((odr.get(name) or {}).get("count") or 0)
+                            for name in ("claims", "chargebacks", "negativeFeedback")
+                        },
+                    )
+                )
+        for metric, (counted, total) in _PERFORMANCE_COUNTS.items():
+            raw = block.get(metric)
+            if raw:
+                figures.append(
+                    _performance_figure(metric, "mfn", raw, raw.get(counted), raw.get(total))
+                )
+        result.append(
+            AccountHealth(
+                marketplace_id=marketplace_id,
+                account_status=statuses.get(marketplace_id, ""),
+                rating_status=str(
+                    rating.get("ahrStatus") or rating.get("accountHealthRatingStatus") or ""
+                ),
+                figures=tuple(figures),
+            )
+        )
+    return result
+
+
+def _performance_figure(
+    metric: str,
+    fulfillment: str,
+    raw: Mapping[str, Any],
+    numerator: Any,
+    denominator: Any,
+    breakdown: Mapping[str, int] | None = None,
+) -> AccountHealthFigure:
+    dates = raw.get("reportingDateRange") or {}
+    rate, target = raw.get("rate"), raw.get("targetValue")
+    return AccountHealthFigure(
+        metric=metric,
+        fulfillment=fulfillment,
+        date_from=parse_iso_datetime(dates.get("reportingDateFrom")),
+        date_to=parse_iso_datetime(dates.get("reportingDateTo")),
+        numerator=None if numerator is None else int(numerator),
+        denominator=None if denominator is None else int(denominator),
+        rate=None if rate is None else float(rate),
+        status=str(raw.get("status") or ""),
+        target_value=None if target is None else float(target),
+        target_condition=str(raw.get("targetCondition") or ""),
+        breakdown=dict(breakdown or {}),
+    )
 
 
 def _report_time(value: str) -> datetime:

@@ -9,6 +9,8 @@ below. Every failure it raises is a ``ConnectorRetryableError`` (try again later
 from __future__ import annotations
 
 import abc
+import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from oms.records import OrderRecord
+
+logger = logging.getLogger(__name__)
 
 
 class ConnectorError(Exception):
@@ -127,6 +131,82 @@ class ListingSnapshot:
     price: Decimal | None
 
 
+class RefundReason:
+    """Why money goes back, in our words; each connector maps it to the channel's own code."""
+
+    RETURN = "return"  # the buyer sent (or will send) the goods back
+    DAMAGED = "damaged"
+    DEFECTIVE = "defective"
+    NOT_AS_DESCRIBED = "not_as_described"
+    WRONG_ITEM = "wrong_item"
+    NOT_RECEIVED = "not_received"
+    GOODWILL = "goodwill"
+    OTHER = "other"
+
+    @staticmethod
+    def of(value: str) -> str:
+        """``value`` in the form the constants use (callers may send ``RETURN``)."""
+        return value.strip().lower()
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """Money back for ``quantity`` units of one order line.
+
+    ``amount`` is what goes back for those units' goods; shipping goes in
+    ``RefundRequest.shipping_amount`` and no tax is sent separately. A line with quantity 0
+    refunds money without units (a price adjustment).
+    """
+
+    channel_line_id: str
+    quantity: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """One refund of an order. ``refund_id`` is our idempotency key, stable per return:
+    the connector sends it along so a repeat of the same refund is recognised."""
+
+    channel_order_id: str
+    refund_id: str
+    lines: tuple[RefundLine, ...]
+    shipping_amount: Decimal
+    currency: str
+    reason: str
+    note: str = ""
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), self.shipping_amount)
+
+
+@dataclass(frozen=True)
+class ReturnLineRecord:
+    """Units of one order line a buyer returns; ``channel_line_id`` is empty where the
+    channel names only the SKU (Amazon's returns reports)."""
+
+    channel_line_id: str
+    seller_sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ReturnRecord:
+    """A return as the channel reports it. ``status`` and ``reason_code`` are the channel's
+    own words; ``fulfillment_model`` is ``FBA`` for returns Amazon handles, else ``FBM``."""
+
+    channel_return_id: str
+    channel_order_id: str
+    requested_at: datetime
+    reason_code: str
+    buyer_comment: str
+    status: str
+    lines: tuple[ReturnLineRecord, ...]
+    fulfillment_model: str
+    raw: dict[str, Any]
+
+
 class ChannelConnector(abc.ABC):
     """One channel account's API, turned into plain data.
 
@@ -177,6 +257,24 @@ class ChannelConnector(abc.ABC):
         """Read back what the channel shows for these SKUs, one snapshot per SKU."""
 
     @abc.abstractmethod
+    def refund(self, request: RefundRequest) -> str:
+        """Refund on the channel; return the channel's refund id.
+
+        Idempotent: when the channel already holds a refund carrying ``request.refund_id``
+        (an earlier attempt whose answer was lost), that refund's id comes back and no
+        second refund is made. Transient failures are retried inside; a refusal (more than
+        was paid, unknown line) raises ``ConnectorPermanentError`` with the channel's text.
+        """
+
+    @abc.abstractmethod
+    def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]:
+        """Returns the channel reports as created or changed at or after ``updated_after``.
+
+        The same channel return always maps to the same ``channel_return_id`` and record,
+        so imports can be repeated with an overlap.
+        """
+
+    @abc.abstractmethod
     def map_order(self, raw: dict[str, Any]) -> OrderRecord:
         """Map one order in the channel's own JSON (a stored payload, a webhook body) to the
         channel-neutral record; raises ``ValueError``/``KeyError`` when it cannot."""
@@ -206,10 +304,47 @@ def map_records(
     return records, rejects
 
 
+def map_returns(
+    items: list[Any], *, mapper: Callable[[Any], list[ReturnRecord]]
+) -> list[ReturnRecord]:
+    """Map every raw channel return; one that cannot be read is logged and skipped."""
+    records: list[ReturnRecord] = []
+    for item in items:
+        try:
+            records.extend(mapper(item))
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            logger.warning(
+                "skipping a return the channel sent unreadable (%s): %r", _reason(exc), item
+            )
+    return records
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
     return f"{type(exc).__name__}: {exc}"
+
+
+_REFUND_MARKER = re.compile(r"\[oms-refund:[^\]]+\]")
+
+
+def refund_marker(refund_id: str) -> str:
+    """The tag a refund carries in the channel's free text (note, comment) to be recognised."""
+    return f"[oms-refund:{refund_id}]"
+
+
+def refund_text(refund_id: str, note: str, *, limit: int | None = None) -> str:
+    """``note`` prefixed with the refund's marker, cut to the channel's length ``limit``."""
+    marker = refund_marker(refund_id)
+    if limit and len(marker) > limit:
+        raise ConnectorPermanentError(f"refund id {refund_id!r} is too long for this channel")
+    text = f"{marker} {note}".strip()
+    return text[:limit] if limit else text
+
+
+def is_our_refund(text: str | None) -> bool:
+    """Whether a channel refund's free text carries any of our refund markers."""
+    return bool(text and _REFUND_MARKER.search(text))
 
 
 def to_decimal(value: Any) -> Decimal:

@@ -2,7 +2,8 @@
 
 Orders are read with ``filter=lastmodifieddate:[from..]`` and offset paging; quantities
 go through ``bulk_update_price_quantity`` (25 SKUs per call, a status per SKU); shipments
-through ``shipping_fulfillment``.
+through ``shipping_fulfillment``; refunds through ``issue_refund``; returns come from the
+Post-Order return search.
 """
 
 from __future__ import annotations
@@ -10,32 +11,57 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from oms.records import AddressRecord, ChannelOrderStatus, OrderLineRecord, OrderRecord
+from oms.records import (
+    AddressRecord,
+    ChannelOrderStatus,
+    FulfillmentModel,
+    OrderLineRecord,
+    OrderRecord,
+)
 
 from .base import (
     ChannelConfig,
     ChannelConnector,
+    ConnectorPermanentError,
     ConnectorRetryableError,
     InventoryUpdate,
     ListingSnapshot,
     OrderPage,
     PushResult,
+    RefundReason,
+    RefundRequest,
+    ReturnLineRecord,
+    ReturnRecord,
     ShipmentConfirmation,
     iso_utc_ms,
     map_records,
+    map_returns,
     parse_iso_datetime,
+    refund_text,
     to_decimal,
 )
-from .http import HttpClient, RetryPolicy
+from .http import HttpClient, RetryPolicy, send_once
 
 TOKEN_PATH = "/identity/v1/oauth2/token"
 FULFILLMENT = "/sell/fulfillment/v1"
 INVENTORY = "/sell/inventory/v1"
+POST_ORDER = "/post-order/v2"
+# issueRefund's comment is at most 100 characters.
+REFUND_COMMENT_LIMIT = 100
+RETURNS_PAGE_SIZE = 200
+_REFUND_REASONS = {
+    RefundReason.RETURN: "BUYER_RETURN",
+    RefundReason.DAMAGED: "BUYER_RETURN",
+    RefundReason.DEFECTIVE: "BUYER_RETURN",
+    RefundReason.NOT_AS_DESCRIBED: "BUYER_RETURN",
+    RefundReason.WRONG_ITEM: "SELLER_WRONG_ITEM",
+    RefundReason.NOT_RECEIVED: "ITEM_NOT_RECEIVED",
+}
 SCOPES = (
     "https://api.ebay.com/oauth/api_scope/sell.fulfillment",
     "https://api.ebay.com/oauth/api_scope/sell.inventory",
@@ -162,6 +188,35 @@ def _address(ship_to: dict[str, Any]) -> AddressRecord:
     )
 
 
+def map_return(summary: dict[str, Any]) -> list[ReturnRecord]:
+    """Map one Post-Order return (a ``members`` entry of the return search).
+
+    An eBay return covers one line item, named by the legacy transaction id, which is the
+    Fulfillment API's ``lineItemId``; the search gives no SKU.
+    """
+    info = summary["creationInfo"]
+    item = info["item"]
+    return [
+        ReturnRecord(
+            channel_return_id=str(summary["returnId"]),
+            channel_order_id=str(summary["orderId"]),
+            requested_at=parse_iso_datetime(info["creationDate"]["value"]),
+            reason_code=str(info.get("reason") or ""),
+            buyer_comment=str((info.get("comments") or {}).get("content") or ""),
+            status=str(summary.get("status") or summary.get("state") or ""),
+            lines=(
+                ReturnLineRecord(
+                    channel_line_id=str(item["transactionId"]),
+                    seller_sku="",
+                    quantity=int(item["returnQuantity"]),
+                ),
+            ),
+            fulfillment_model=FulfillmentModel.FBM,
+            raw=summary,
+        )
+    ]
+
+
 class EbayAuth:
     """User access token from the refresh token, cached until shortly before it expires."""
 
@@ -198,6 +253,20 @@ class EbayAuth:
         self._expires = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
 
 
+class IafAuth:
+    """The same user token in the ``IAF`` scheme the Post-Order API expects."""
+
+    def __init__(self, auth: EbayAuth) -> None:
+        self.auth = auth
+
+    def headers(self) -> dict[str, str]:
+        token = self.auth.headers()["Authorization"].removeprefix("Bearer ")
+        return {"Authorization": f"IAF {token}"}
+
+    def invalidate(self) -> None:
+        self.auth.invalidate()
+
+
 class EbayConnector(ChannelConnector):
     """One eBay seller. Credentials: ``client_id``, ``client_secret``, ``refresh_token``.
 
@@ -221,15 +290,24 @@ class EbayConnector(ChannelConnector):
             error_message=ebay_error_message,
             headers={"X-EBAY-C-MARKETPLACE-ID": config.marketplace or "EBAY_US"},
         )
-        self.http.auth = EbayAuth(
+        auth = EbayAuth(
             http=self.http,
             client_id=credentials.get("client_id", ""),
             client_secret=credentials.get("client_secret", ""),
             refresh=credentials.get("refresh_token", ""),
         )
+        self.http.auth = auth
+        self.post_order = HttpClient(
+            base_url=config.base_url,
+            retry=self.http.retry,
+            error_message=ebay_error_message,
+            auth=IafAuth(auth),
+            headers={"X-EBAY-C-MARKETPLACE-ID": config.marketplace or "EBAY_US"},
+        )
 
     def close(self) -> None:
         self.http.close()
+        self.post_order.close()
 
     def map_order(self, raw: dict[str, Any]) -> OrderRecord:
         return map_order(raw)
@@ -277,6 +355,66 @@ class EbayConnector(ChannelConnector):
             },
         )
         return response.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
+
+    def refund(self, request: RefundRequest) -> str:
+        """Refund with the Fulfillment API's ``issue_refund``, per line item.
+
+        Shipping rides on the first line's amount (an order-level amount when no line is
+        given). eBay does not show the comment again, so a repeat is recognised by an
+        earlier refund on the order with exactly these line items and amounts.
+        """
+        order_path = f"{FULFILLMENT}/order/{quote(request.channel_order_id)}"
+        planned = _planned_refund(request)
+        money = {
+            line_id: {"value": f"{amount:.2f}", "currency": request.currency}
+            for line_id, amount in planned.items()
+        }
+        payload: dict[str, Any] = {
+            "reasonForRefund": _REFUND_REASONS.get(RefundReason.of(request.reason), "OTHER"),
+            "comment": refund_text(request.refund_id, request.note, limit=REFUND_COMMENT_LIMIT),
+        }
+        if "" in money:
+            payload["orderLevelRefundAmount"] = money[""]
+        else:
+            payload["refundItems"] = [
+                {"lineItemId": line_id, "refundAmount": amount} for line_id, amount in money.items()
+            ]
+
+        def existing() -> str | None:
+            return _matching_refund(self.http.request_json("GET", order_path), planned)
+
+        def send() -> str:
+            body = self.http.request_json(
+                "POST", f"{order_path}/issue_refund", json=payload, max_attempts=1
+            )
+            if not isinstance(body, dict) or body.get("refundStatus") == "FAILED":
+                raise ConnectorPermanentError("eBay did not accept the refund", body=body)
+            return str(_field(body, "refundId"))
+
+        return send_once(self.http.retry, existing=existing, send=send)
+
+    def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]:
+        """Post-Order returns created at or after ``updated_after``.
+
+        The return search filters by creation date only, so later state changes of an older
+        return are not picked up by this.
+        """
+        params = {
+            "creation_date_range_from": iso_utc_ms(updated_after),
+            "creation_date_range_to": iso_utc_ms(datetime.now(UTC)),
+            "limit": RETURNS_PAGE_SIZE,
+        }
+        records: list[ReturnRecord] = []
+        page = 1
+        while True:
+            body = self.post_order.request_json(
+                "GET", f"{POST_ORDER}/return/search", params={**params, "offset": page}
+            )
+            records.extend(map_returns(_field(body, "members"), mapper=map_return))
+            pages = int((body.get("paginationOutput") or {}).get("totalPages") or 0)
+            if page >= pages:
+                return records
+            page += 1
 
     def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
         results: list[PushResult] = []
@@ -365,6 +503,36 @@ class EbayConnector(ChannelConnector):
 
 
 _NOT_FOUND = frozenset({404})
+
+
+def _planned_refund(request: RefundRequest) -> dict[str, Decimal]:
+    """Amount per line item id (``""``: order level) with shipping on the first line."""
+    planned: dict[str, Decimal] = {}
+    for line in request.lines:
+        planned[line.channel_line_id] = (
+            planned.get(line.channel_line_id, Decimal("0")) + line.amount
+        )
+    first = next(iter(planned), "")
+    planned[first] = planned.get(first, Decimal("0")) + request.shipping_amount
+    return {line_id: amount for line_id, amount in planned.items() if amount > 0}
+
+
+def _matching_refund(order: dict[str, Any], planned: dict[str, Decimal]) -> str | None:
+    """The id of an earlier refund on ``order`` with exactly the ``planned`` amounts."""
+    found: dict[str, dict[str, Decimal]] = {}
+    for item in order.get("lineItems") or []:
+        for refund in item.get("refunds") or []:
+            if refund.get("refundId"):
+                found.setdefault(refund["refundId"], {})[str(item["lineItemId"])] = _money(
+                    refund.get("amount")
+                )
+    for refund in (order.get("paymentSummary") or {}).get("refunds") or []:
+        if refund.get("refundId") and refund.get("refundStatus") != "FAILED":
+            found.setdefault(refund["refundId"], {})[""] = _money(refund.get("amount"))
+    for refund_id, amounts in found.items():
+        if amounts == planned:
+            return str(refund_id)
+    return None
 
 
 def _field(body: Any, name: str) -> Any:

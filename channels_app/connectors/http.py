@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 
 from .base import ChannelConfig, ConnectorPermanentError, ConnectorRetryableError
+
+T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # A malformed base URL or header is configuration, not weather: retrying cannot help.
@@ -115,14 +117,17 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
         allow_status: frozenset[int] = frozenset(),
+        max_attempts: int | None = None,
     ) -> requests.Response:
         """Send one logical request, retrying transient failures per the policy.
 
         Returns the response for 2xx/3xx or a status in ``allow_status`` (for calls where
         e.g. a 404 is an answer, not an error); raises ``ConnectorRetryableError`` or
-        ``ConnectorPermanentError`` otherwise.
+        ``ConnectorPermanentError`` otherwise. ``max_attempts`` overrides the policy for
+        this call (1 for a call that must not be repeated blindly, see ``send_once``).
         """
         url = self.url(path)
+        attempts = max_attempts or self.retry.max_attempts
         attempt = 0
         reauthenticated = False
         while True:
@@ -165,7 +170,7 @@ class HttpClient:
                     attempt -= 1
                     continue
                 error = self.error_for(response)
-            if isinstance(error, ConnectorPermanentError) or attempt >= self.retry.max_attempts:
+            if isinstance(error, ConnectorPermanentError) or attempt >= attempts:
                 raise error
             delay = self.retry.backoff(attempt)
             if error.retry_after is not None:
@@ -230,6 +235,32 @@ class HttpClient:
         wait = self._not_before - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+
+
+def send_once(retry: RetryPolicy, *, existing: Callable[[], T | None], send: Callable[[], T]) -> T:
+    """Make a call that must take effect at most once (a refund), retrying transient failures.
+
+    Before every attempt ``existing`` asks the channel whether an earlier attempt already
+    took effect (its answer lost to a timeout or a 5xx) and returns that result if so;
+    ``send`` must make a single attempt (``max_attempts=1``), so no repeat goes out unchecked.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        found = existing()
+        if found is not None:
+            return found
+        try:
+            return send()
+        except ConnectorRetryableError as exc:
+            if attempt >= retry.max_attempts:
+                raise
+            delay = retry.backoff(attempt)
+            if exc.retry_after is not None:
+                if exc.retry_after > retry.max_retry_after:
+                    raise
+                delay = max(delay, exc.retry_after)
+            time.sleep(delay)
 
 
 def parse_retry_after(value: str | None) -> float | None:

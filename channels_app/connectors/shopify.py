@@ -2,7 +2,8 @@
 
 Orders come from ``orders.json`` with ``Link`` cursor paging; quantities are set per
 inventory item at one location through ``inventory_levels/set.json``; shipments go
-through fulfillment orders. ``verify_webhook`` checks Shopify's webhook signature.
+through fulfillment orders; refunds through ``refunds.json`` (returns are read back as the
+refunds made in Shopify). ``verify_webhook`` checks Shopify's webhook signature.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
 from oms.records import (
     AddressRecord,
     ChannelOrderStatus,
+    FulfillmentModel,
     OrderLineRecord,
     OrderRecord,
 )
@@ -34,12 +36,19 @@ from .base import (
     ListingSnapshot,
     OrderPage,
     PushResult,
+    RefundRequest,
+    ReturnLineRecord,
+    ReturnRecord,
     ShipmentConfirmation,
+    is_our_refund,
     map_records,
+    map_returns,
     parse_iso_datetime,
+    refund_marker,
+    refund_text,
     to_decimal,
 )
-from .http import HttpClient, RetryPolicy
+from .http import HttpClient, RetryPolicy, send_once
 
 API_VERSION = "2025-07"
 LEAK_PER_SECOND = 2.0
@@ -132,6 +141,37 @@ def map_order(order: dict[str, Any]) -> OrderRecord:
         cancel_reason=order.get("cancel_reason") or "",
         raw=order,
     )
+
+
+def map_refund_as_return(order_id: str, refund: dict[str, Any]) -> list[ReturnRecord]:
+    """A refund made in Shopify (not by us) with refunded units, as the return it stands for.
+
+    REST has no Returns resource (it is GraphQL-only); a return shows as a refund whose
+    line items were refunded, and it carries no reason code.
+    """
+    items = refund.get("refund_line_items") or []
+    if is_our_refund(refund.get("note")) or not items:
+        return []
+    return [
+        ReturnRecord(
+            channel_return_id=str(refund["id"]),
+            channel_order_id=order_id,
+            requested_at=parse_iso_datetime(refund["created_at"]),
+            reason_code="",
+            buyer_comment=refund.get("note") or "",
+            status="refunded",
+            lines=tuple(
+                ReturnLineRecord(
+                    channel_line_id=str(item["line_item_id"]),
+                    seller_sku=(item.get("line_item") or {}).get("sku") or "",
+                    quantity=int(item["quantity"]),
+                )
+                for item in items
+            ),
+            fulfillment_model=FulfillmentModel.FBM,
+            raw=refund,
+        )
+    ]
 
 
 def _shipped_quantities(order: dict[str, Any]) -> dict[Any, int]:
@@ -271,6 +311,85 @@ class ShopifyConnector(ChannelConnector):
         body = self.http.request_json("POST", self._path("fulfillments.json"), json=payload)
         return str(_field(body, "fulfillment")["id"])
 
+    def refund(self, request: RefundRequest) -> str:
+        """Refund through ``refunds.json`` after ``refunds/calculate.json`` names the payment.
+
+        Units are refunded without restocking (returns come back into our own stock); the
+        note carries the refund's marker, which is how a repeat finds the earlier refund.
+        """
+        order_path = f"orders/{quote(request.channel_order_id, safe='')}"
+        marker = refund_marker(request.refund_id)
+        lines = [
+            {
+                "line_item_id": _numeric_id(line.channel_line_id),
+                "quantity": line.quantity,
+                "restock_type": "no_restock",
+            }
+            for line in request.lines
+            if line.quantity
+        ]
+        shipping = {"amount": f"{request.shipping_amount:.2f}"}
+
+        def existing() -> str | None:
+            for refund in _field(self._get(f"{order_path}/refunds.json"), "refunds"):
+                if marker in (refund.get("note") or ""):
+                    return str(refund["id"])
+            return None
+
+        def send() -> str:
+            calculated = _field(
+                self.http.request_json(
+                    "POST",
+                    self._path(f"{order_path}/refunds/calculate.json"),
+                    json={"refund": {"shipping": shipping, "refund_line_items": lines}},
+                ),
+                "refund",
+            )
+            payload = {
+                "refund": {
+                    "currency": request.currency,
+                    "notify": True,
+                    "note": refund_text(request.refund_id, request.note or request.reason),
+                    "shipping": shipping,
+                    "refund_line_items": lines,
+                    "transactions": _refund_transactions(
+                        calculated.get("transactions") or [], request.total
+                    ),
+                }
+            }
+            body = self.http.request_json(
+                "POST", self._path(f"{order_path}/refunds.json"), json=payload, max_attempts=1
+            )
+            return str(_field(body, "refund")["id"])
+
+        return send_once(self.http.retry, existing=existing, send=send)
+
+    def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]:
+        """Refunds made in Shopify with refunded units, on orders updated since then."""
+        since = updated_after.astimezone(UTC)
+        url = self._path("orders.json")
+        params: dict[str, Any] | None = {
+            "status": "any",
+            "updated_at_min": since.isoformat(),
+            "limit": self.page_size,
+            "fields": "id,refunds",
+        }
+        records: list[ReturnRecord] = []
+        while True:
+            response = self.http.request("GET", url, params=params)
+            for order in _field(self.http.json_of(response), "orders"):
+                mapped = map_returns(
+                    order.get("refunds") or [],
+                    mapper=lambda refund, order=order: map_refund_as_return(
+                        str(order["id"]), refund
+                    ),
+                )
+                records.extend(r for r in mapped if r.requested_at >= since)
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                return records
+            url, params = next_url, None
+
     def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
         results = []
         for update in updates:
@@ -391,6 +510,40 @@ def _allocate(
         {"fulfillment_order_id": fo_id, "fulfillment_order_line_items": items}
         for fo_id, items in groups.items()
     ]
+
+
+def _refund_transactions(suggested: list[dict[str, Any]], total: Decimal) -> list[dict[str, Any]]:
+    """Spread ``total`` over the payments Shopify suggests refunding, each up to its maximum.
+
+    What no payment can take stays on the last one, so Shopify refuses it with its own
+    message rather than the refund going out short.
+    """
+    if total <= 0:
+        return []
+    if not suggested:
+        raise ConnectorPermanentError("Shopify shows no payment on this order to refund")
+    transactions = []
+    left = total
+    for suggestion in suggested:
+        take = min(left, to_decimal(suggestion.get("maximum_refundable", suggestion["amount"])))
+        transactions.append(
+            {
+                "parent_id": suggestion["parent_id"],
+                "gateway": suggestion.get("gateway"),
+                "kind": "refund",
+                "amount": take,
+            }
+        )
+        left -= take
+    transactions[-1]["amount"] += left
+    return [{**t, "amount": f"{t['amount']:.2f}"} for t in transactions if t["amount"] > 0]
+
+
+def _numeric_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConnectorPermanentError(f"{value!r} is not a Shopify line item id") from None
 
 
 def _field(body: Any, name: str) -> Any:

@@ -3,7 +3,8 @@
 Orders are read by ``lastModifiedStartDate`` and followed through ``meta.nextCursor``;
 new (Created) orders are acknowledged as they are fetched, because Walmart cancels orders
 left unacknowledged. Quantities are set per SKU with ``PUT /v3/inventory``; the bulk
-inventory feed is offered separately for reconciliation runs.
+inventory feed is offered separately for reconciliation runs. Refunds go through Refund
+Order Lines, returns come from ``/v3/returns``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from oms.records import AddressRecord, ChannelOrderStatus, OrderLineRecord, OrderRecord
+from oms.records import (
+    AddressRecord,
+    ChannelOrderStatus,
+    FulfillmentModel,
+    OrderLineRecord,
+    OrderRecord,
+)
 
 from .base import (
     ChannelConfig,
@@ -29,14 +36,22 @@ from .base import (
     ListingSnapshot,
     OrderPage,
     PushResult,
+    RefundReason,
+    RefundRequest,
+    ReturnLineRecord,
+    ReturnRecord,
     ShipmentConfirmation,
     from_epoch_ms,
     iso_utc_ms,
     map_records,
+    map_returns,
+    parse_iso_datetime,
+    refund_marker,
+    refund_text,
     to_decimal,
     to_epoch_ms,
 )
-from .http import HttpClient, RetryPolicy
+from .http import HttpClient, RetryPolicy, send_once
 
 SERVICE_NAME = "Walmart Marketplace"
 TOKEN_MARGIN_SECONDS = 60
@@ -46,6 +61,16 @@ METHODS = {
 }
 COUNTRIES = {"USA": "US", "US": "US", "CAN": "CA", "MEX": "MX"}
 NOT_FOUND = frozenset({404})
+RETURNS_PAGE_SIZE = 200
+_REFUND_REASONS = {
+    RefundReason.RETURN: "CustomerChangedMind",
+    RefundReason.DAMAGED: "DamagedItem",
+    RefundReason.DEFECTIVE: "DefectiveItem",
+    RefundReason.NOT_AS_DESCRIBED: "ItemNotAsAdvertised",
+    RefundReason.WRONG_ITEM: "IncorrectItemReceived",
+    RefundReason.NOT_RECEIVED: "ItemNotReceivedByCustomer",
+}
+GOODWILL_REASON = "Finance -> Goodwill"
 
 
 def walmart_error_message(body: Any) -> str | None:
@@ -204,6 +229,39 @@ def _address(address: dict[str, Any], phone: str | None) -> AddressRecord:
         country_code=COUNTRIES.get(country.upper(), country),
         phone=phone or "",
     )
+
+
+def map_return_order(return_order: dict[str, Any]) -> list[ReturnRecord]:
+    """Map one return order; lines of several purchase orders become one record per order.
+
+    Walmart return orders carry no buyer comment; a line's ``purchaseOrderLineNumber`` is
+    the order line it returns.
+    """
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for line in return_order["returnOrderLines"]:
+        by_order.setdefault(str(line["purchaseOrderId"]), []).append(line)
+    return_id = str(return_order["returnOrderId"])
+    return [
+        ReturnRecord(
+            channel_return_id=return_id if len(by_order) == 1 else f"{return_id}/{po}",
+            channel_order_id=po,
+            requested_at=parse_iso_datetime(return_order["returnOrderDate"]),
+            reason_code=str(lines[0].get("returnReason") or ""),
+            buyer_comment="",
+            status=str(lines[0].get("status") or ""),
+            lines=tuple(
+                ReturnLineRecord(
+                    channel_line_id=str(line["purchaseOrderLineNumber"]),
+                    seller_sku=str((line.get("item") or {}).get("sku") or ""),
+                    quantity=int(line["quantity"]["measurementValue"]),
+                )
+                for line in lines
+            ),
+            fulfillment_model=FulfillmentModel.FBM,
+            raw=return_order,
+        )
+        for po, lines in by_order.items()
+    ]
 
 
 class WalmartAuth:
@@ -391,6 +449,60 @@ class WalmartConnector(ChannelConnector):
         # Walmart issues no shipment id; the tracking number is the reference.
         return confirmation.tracking_number
 
+    def refund(self, request: RefundRequest) -> str:
+        """Refund shipped lines with Refund Order Lines (negative charges per line).
+
+        Each refunded line carries the refund's marker in ``refundComments``; the order
+        shows it on the line's ``refund``, which is how a repeat finds the earlier refund.
+        Shipping is taken from the lines that were charged shipping.
+        """
+        po = quote(request.channel_order_id)
+        marker = refund_marker(request.refund_id)
+        seen: dict[str, Any] = {}
+
+        def existing() -> str | None:
+            order = _field(self.http.request_json("GET", f"/v3/orders/{po}"), "order")
+            seen["order"] = order
+            return _refund_carrying(order, marker)
+
+        def send() -> str:
+            payload = {
+                "orderRefund": {
+                    "purchaseOrderId": request.channel_order_id,
+                    "orderLines": {"orderLine": _refund_lines(seen["order"], request)},
+                }
+            }
+            body = self.http.request_json(
+                "POST", f"/v3/orders/{po}/refund", json=payload, max_attempts=1
+            )
+            refund_id = _refund_carrying(_field(body, "order"), marker)
+            if refund_id is None:
+                raise ConnectorRetryableError(
+                    "Walmart's answer does not show the refund", body=body
+                )
+            return refund_id
+
+        return send_once(self.http.retry, existing=existing, send=send)
+
+    def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]:
+        """Return orders created or changed at or after ``updated_after``, every page."""
+        params: dict[str, Any] | None = {
+            "returnLastModifiedStartDate": iso_utc_ms(updated_after),
+            "limit": RETURNS_PAGE_SIZE,
+        }
+        path = "/v3/returns"
+        records: list[ReturnRecord] = []
+        while True:
+            response = self.http.request("GET", path, params=params, allow_status=NOT_FOUND)
+            if response.status_code == 404:  # nothing matched
+                return records
+            body = self.http.json_of(response)
+            records.extend(map_returns(_field(body, "returnOrders") or [], mapper=map_return_order))
+            cursor = (body.get("meta") or {}).get("nextCursor")
+            if not cursor:
+                return records
+            path, params = f"/v3/returns{cursor}", None
+
     def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
         results = []
         for update in updates:
@@ -462,6 +574,92 @@ class WalmartConnector(ChannelConnector):
             quantity = (self.http.json_of(response) or {}).get("quantity") or {}
             snapshots.append(ListingSnapshot(sku, quantity=quantity.get("amount"), price=None))
         return snapshots
+
+
+def _refund_carrying(order: dict[str, Any], marker: str) -> str | None:
+    for line in _lines(order):
+        refund = line.get("refund") or {}
+        if marker in (refund.get("refundComments") or ""):
+            return str(refund.get("refundId") or marker)
+    return None
+
+
+def _refund_lines(order: dict[str, Any], request: RefundRequest) -> list[dict[str, Any]]:
+    """Refund Order Lines entries: each line's goods, plus shipping where it was charged.
+
+    Shipping goes first to the refunded lines that carry a shipping charge, then to the
+    order's other such lines; what is left stays on the last one, so Walmart refuses it.
+    """
+    lines = {str(line["lineNumber"]): line for line in _lines(order)}
+    charges: dict[str, list[tuple[str, Decimal]]] = {}
+    for refund_line in request.lines:
+        if refund_line.channel_line_id not in lines:
+            raise ConnectorPermanentError(
+                f"order line {refund_line.channel_line_id} is not on this order"
+            )
+        if refund_line.amount:
+            charges.setdefault(refund_line.channel_line_id, []).append(
+                ("PRODUCT", refund_line.amount)
+            )
+    left = request.shipping_amount
+    carriers = sorted(lines, key=lambda number: number not in charges)
+    last = None
+    for number in carriers:
+        available = _line_charge(lines[number], "SHIPPING")
+        if left <= 0 or not available:
+            continue
+        take = min(left, available)
+        charges.setdefault(number, []).append(("SHIPPING", take))
+        left -= take
+        last = number
+    if left > 0:
+        target = last or next(iter(charges), None) or next(iter(lines))
+        charges.setdefault(target, []).append(("SHIPPING", left))
+    reason = _REFUND_REASONS.get(RefundReason.of(request.reason), GOODWILL_REASON)
+    comments = refund_text(request.refund_id, request.note)
+    return [
+        {
+            "lineNumber": number,
+            "isFullRefund": False,
+            "refunds": {
+                "refund": [
+                    {
+                        "refundComments": comments,
+                        "refundCharges": {
+                            "refundCharge": [
+                                _refund_charge(kind, amount, request.currency, reason)
+                                for kind, amount in entries
+                            ]
+                        },
+                    }
+                ]
+            },
+        }
+        for number, entries in charges.items()
+    ]
+
+
+def _refund_charge(kind: str, amount: Decimal, currency: str, reason: str) -> dict[str, Any]:
+    """One refund charge: Walmart takes refunds as negative charges, amounts as numbers."""
+    return {
+        "refundReason": reason,
+        "charge": {
+            "chargeType": kind,
+            "chargeName": "Item Price" if kind == "PRODUCT" else "Shipping",
+            "chargeAmount": {"currency": currency, "amount": -float(amount)},
+        },
+    }
+
+
+def _line_charge(line: dict[str, Any], kind: str) -> Decimal:
+    return sum(
+        (
+            to_decimal(charge["chargeAmount"]["amount"])
+            for charge in (line.get("charges") or {}).get("charge") or []
+            if charge["chargeType"] == kind
+        ),
+        Decimal("0"),
+    )
 
 
 def _price_body(update: InventoryUpdate) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Serves the LWA token exchange (``POST /auth/o2/token``), Orders v2026-01-01 (searchOrders,
 getOrder) and v0 (getOrders, getOrder, getOrderItems, confirmShipment), Listings Items
-2021-08-01 (get, search, patch), Feeds 2021-06-30 with ``JSON_LISTINGS_FEED``, Reports
-2021-06-30 (the flat-file returns report), FBA inventory summaries and the sellers'
-marketplace participations. Responses follow Amazon's published models (copied to
+2021-08-01 (get, search, patch), Feeds 2021-06-30 with ``JSON_LISTINGS_FEED`` and
+``POST_PAYMENT_ADJUSTMENT_DATA`` (refunds), Reports 2021-06-30 (the flat-file and the FBA
+customer returns reports), FBA inventory summaries and the sellers' marketplace
+participations. Responses follow Amazon's published models (copied to
 ``specs/amazon/``); rate limits use each operation's default usage plan.
 
 Deliberately lenient where python-amazon-sp-api is off-spec: any ``Host`` header is
@@ -26,12 +27,14 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
+from xml.etree import ElementTree
 
 from jsonschema import Draft7Validator
 
@@ -51,7 +54,10 @@ MARKETPLACE_ID = "ATVPDKIKX0DER"
 SELLER_ID = "A1SIMSELLER0001"
 CURRENCY = "USD"
 LISTINGS_FEED_TYPE = "JSON_LISTINGS_FEED"
+ADJUSTMENT_FEED_TYPE = "POST_PAYMENT_ADJUSTMENT_DATA"
 RETURNS_REPORT_TYPE = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
+FBA_RETURNS_REPORT_TYPE = "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA"
+SELLER_PERFORMANCE_REPORT_TYPE = "GET_V2_SELLER_PERFORMANCE_REPORT"
 AFN_CHANNEL_CODE = "AMAZON_NA"
 MERCHANT_CHANNEL_CODE = "DEFAULT"
 TAX_RATE = Decimal("0.08")
@@ -152,6 +158,52 @@ RETURNS_COLUMNS = (
     "SafeT claim reimbursement amount",
     "Refunded Amount",
 )
+FBA_RETURNS_COLUMNS = (
+    "return-date",
+    "order-id",
+    "sku",
+    "asin",
+    "fnsku",
+    "product-name",
+    "quantity",
+    "fulfillment-center-id",
+    "detailed-disposition",
+    "reason",
+    "status",
+    "license-plate-number",
+    "customer-comments",
+)
+# OrderAdjustment.xsd's AdjustmentReason values.
+ADJUSTMENT_REASONS = frozenset(
+    {
+        "NoInventory",
+        "CustomerReturn",
+        "GeneralAdjustment",
+        "CouldNotShip",
+        "DifferentItem",
+        "Abandoned",
+        "CustomerCancel",
+        "PriceError",
+        "ProductOutofStock",
+        "CustomerAddressIncorrect",
+        "Exchange",
+        "Other",
+        "CarrierCreditDecision",
+        "RiskAssessmentInformationNotValid",
+        "CarrierCoverageFailure",
+        "TransactionRecord",
+        "Undeliverable",
+        "RefusedDelivery",
+    }
+)
+# Adjustment components the simulator refunds, and the order breakdown each draws on.
+_ADJUSTABLE = {"Principal": "ITEM", "Shipping": "SHIPPING", "Tax": "TAX"}
+# ResultMessageCodes of the adjustment processing report. 5000 is Amazon's XML parsing
+# error; the others are the simulator's, as our reference lists none for adjustments.
+_XML_ERROR = "5000"
+_ADJUSTMENT_INVALID = "18000"
+_ADJUSTMENT_TOO_LARGE = "18001"
+_ADJUSTMENT_REPEATED = "18002"
 _BUYERS = (
     ("Jane Doe", "1200 Pine St", "Seattle", "WA", "98101"),
     ("Carlos Ruiz", "55 Water St", "New York", "NY", "10041"),
@@ -216,7 +268,19 @@ class AmazonSimulator(SimulatorServer):
         self.documents: dict[str, dict[str, Any]] = {}
         self.feeds: dict[str, dict[str, Any]] = {}
         self.reports: dict[str, dict[str, Any]] = {}
-        self.returns: list[dict[str, str]] = []
+        self.returns: list[dict[str, str]] = []  # seller-fulfilled returns report rows
+        self.fba_returns: list[dict[str, str]] = []  # FBA customer returns report rows
+        # Refunded so far per (order id, order item id) and adjustment component.
+        self.adjusted: dict[tuple[str, str], dict[str, Decimal]] = {}
+        # (order id, order item id, MerchantAdjustmentItemID) of every applied adjustment.
+        self.adjustment_keys: set[tuple[str, str, str]] = set()
+        # Account health: claims, chargebacks and negative feedback per order, tracking
+        # numbers the carrier does not know, package delivery times, and figures forced
+        # into the seller performance report.
+        self.order_defects: list[dict[str, str]] = []
+        self.unknown_tracking: set[str] = set()
+        self.package_deliveries: dict[tuple[str, str], str] = {}
+        self.account_health_overrides: dict[str, dict[str, Any]] = {}
         self.token_exchanges = 0
         # (method, path, status) of recent requests, for tests and debugging.
         self.request_log: deque[tuple[str, str, int]] = deque(maxlen=10_000)
@@ -235,6 +299,8 @@ class AmazonSimulator(SimulatorServer):
         self.route("GET", r"/_sim/s3/(?P<doc_id>[^/]+)", self._download_document, **control)
         self.route("POST", r"/_sim/amazon/listings", self._post_amazon_listings, **control)
         self.route("POST", r"/_sim/amazon/returns", self._post_return, **control)
+        self.route("POST", r"/_sim/amazon/account-health", self._post_account_health, **control)
+        self.route("POST", r"/_sim/returns", self._control_post_return, **control)
         self.route(
             "POST", r"/_sim/amazon/orders/(?P<order_id>[^/]+)/ship", self._post_ship, **control
         )
@@ -337,6 +403,7 @@ class AmazonSimulator(SimulatorServer):
                 "feeds": len(self.feeds),
                 "reports": len(self.reports),
                 "returns": len(self.returns),
+                "fba_returns": len(self.fba_returns),
             }
 
     # ----- LWA -------------------------------------------------------------------------
@@ -603,49 +670,102 @@ class AmazonSimulator(SimulatorServer):
 
     def create_return(
         self,
-        *,
         order_id: str,
-        seller_sku: str,
+        lines: Iterable[tuple[str, int]] = (),
+        *,
+        seller_sku: str = "",
         quantity: int = 1,
         reason: str = "DEFECTIVE",
-        status: str = "Approved",
+        comment: str = "",
+        status: str | None = None,
     ) -> dict[str, str]:
-        """Record a buyer's return request; it appears in the returns report."""
+        """Record a buyer's return of ``lines`` (order item id or SKU, quantity), or of
+        ``quantity`` x ``seller_sku``; returns the first report row.
+
+        A merchant-fulfilled order's return appears in the returns report (one row per item,
+        one RMA id, status ``Approved`` unless given; that report has no comment column); an
+        FBA order's return appears in the FBA customer returns report instead.
+        """
+        wanted = list(lines) or [(seller_sku, quantity)]
         with self.lock:
             order = self._order(order_id)
-            item = next(
-                (i for i in order["orderItems"] if i["product"].get("sellerSku") == seller_sku),
-                None,
-            )
-            if item is None:
-                raise SimulatorError(f"order {order_id} has no SKU {seller_sku!r}", status=400)
-            if not 1 <= quantity <= item["quantityOrdered"]:
-                raise SimulatorError(f"cannot return {quantity} of {item['quantityOrdered']}", 400)
-            row = dict.fromkeys(RETURNS_COLUMNS, "")
-            row.update(
-                {
-                    "Order ID": order_id,
-                    "Order date": order["createdTime"],
-                    "Return request date": _stamp(),
-                    "Return request status": status,
-                    "Amazon RMA ID": f"D{self.rng.randrange(10**9, 10**10)}",
-                    "Label type": "AmazonUnPaidLabel",
-                    "Currency code": CURRENCY,
-                    "Is prime": "Y" if "PRIME" in order.get("programs", []) else "N",
-                    "ASIN": item["product"]["asin"],
-                    "Merchant SKU": seller_sku,
-                    "Item Name": item["product"].get("title", ""),
-                    "Return quantity": str(quantity),
-                    "Return Reason": reason,
-                    "In policy": "Y",
-                    "Return type": "C-Returns",
-                    "Resolution": "StandardRefund",
-                    "Order Amount": order["proceeds"]["grandTotal"]["amount"],
-                    "Order quantity": str(item["quantityOrdered"]),
-                }
-            )
-            self.returns.append(row)
-            return row
+            items = []
+            for key, count in wanted:
+                item = next(
+                    (
+                        i
+                        for i in order["orderItems"]
+                        if key in (i["orderItemId"], i["product"].get("sellerSku"))
+                    ),
+                    None,
+                )
+                if item is None:
+                    raise SimulatorError(f"order {order_id} has no SKU {key!r}", status=400)
+                if not 1 <= count <= item["quantityOrdered"]:
+                    raise SimulatorError(f"cannot return {count} of {item['quantityOrdered']}", 400)
+                items.append((item, count))
+            if order["fulfillment"]["fulfilledBy"] == "AMAZON":
+                rows = [
+                    self._fba_return_row(order_id, item, count, reason, comment, status)
+                    for item, count in items
+                ]
+                self.fba_returns.extend(rows)
+                return rows[0]
+            rma_id = f"D{self.rng.randrange(10**9, 10**10)}"
+            rows = []
+            for item, count in items:
+                row = dict.fromkeys(RETURNS_COLUMNS, "")
+                row.update(
+                    {
+                        "Order ID": order_id,
+                        "Order date": order["createdTime"],
+                        "Return request date": _stamp(),
+                        "Return request status": status or "Approved",
+                        "Amazon RMA ID": rma_id,
+                        "Label type": "AmazonUnPaidLabel",
+                        "Currency code": CURRENCY,
+                        "Is prime": "Y" if "PRIME" in order.get("programs", []) else "N",
+                        "ASIN": item["product"]["asin"],
+                        "Merchant SKU": item["product"]["sellerSku"],
+                        "Item Name": item["product"].get("title", ""),
+                        "Return quantity": str(count),
+                        "Return Reason": reason,
+                        "In policy": "Y",
+                        "Return type": "C-Returns",
+                        "Resolution": "StandardRefund",
+                        "Order Amount": order["proceeds"]["grandTotal"]["amount"],
+                        "Order quantity": str(item["quantityOrdered"]),
+                    }
+                )
+                rows.append(row)
+            self.returns.extend(rows)
+            return rows[0]
+
+    def _fba_return_row(
+        self,
+        order_id: str,
+        item: dict[str, Any],
+        quantity: int,
+        reason: str,
+        comment: str,
+        status: str | None,
+    ) -> dict[str, str]:
+        sku = item["product"]["sellerSku"]
+        return {
+            "return-date": utc_now().isoformat(timespec="seconds"),
+            "order-id": order_id,
+            "sku": sku,
+            "asin": item["product"]["asin"],
+            "fnsku": self.details[sku].fn_sku,
+            "product-name": item["product"].get("title", ""),
+            "quantity": str(quantity),
+            "fulfillment-center-id": "SEA8",
+            "detailed-disposition": "SELLABLE",
+            "reason": reason,
+            "status": status or "Unit returned to inventory",
+            "license-plate-number": f"LPN{self.rng.randrange(10**9, 10**10)}",
+            "customer-comments": comment,
+        }
 
     def _order(self, order_id: str) -> dict[str, Any]:
         order = self.orders.get(order_id)
@@ -656,7 +776,7 @@ class AmazonSimulator(SimulatorServer):
     def _post_return(self, request: Request) -> Response:
         body = request.json()
         row = self.create_return(
-            order_id=body["order_id"],
+            body["order_id"],
             seller_sku=body["seller_sku"],
             quantity=int(body.get("quantity", 1)),
             reason=body.get("reason", "DEFECTIVE"),
@@ -1068,7 +1188,7 @@ class AmazonSimulator(SimulatorServer):
         for name in ("feedType", "marketplaceIds", "inputFeedDocumentId"):
             if not body.get(name):
                 raise SimulatorError(f"Missing required field: {name}", status=400)
-        if body["feedType"] != LISTINGS_FEED_TYPE:
+        if body["feedType"] not in (LISTINGS_FEED_TYPE, ADJUSTMENT_FEED_TYPE):
             raise SimulatorError(f"feedType {body['feedType']} is not supported", status=400)
         document = self.documents.get(body["inputFeedDocumentId"])
         if document is None or document["content"] is None:
@@ -1092,19 +1212,176 @@ class AmazonSimulator(SimulatorServer):
             raise SimulatorError(f"Feed {request.params['feed_id']} not found", status=404)
         shown = {k: v for k, v in feed.items() if not k.startswith("_")}
         # Each poll moves the feed one step on: IN_QUEUE -> IN_PROGRESS -> DONE.
+        self._advance_feed(feed)
+        return json_response(shown)
+
+    def process_feeds(self) -> None:
+        """Finish every feed still queued or in progress, as Amazon does unpolled."""
+        with self.lock:
+            for feed in self.feeds.values():
+                while feed["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS"):
+                    self._advance_feed(feed)
+
+    def _advance_feed(self, feed: dict[str, Any]) -> None:
         if feed["processingStatus"] == "IN_QUEUE":
             feed["processingStatus"] = "IN_PROGRESS"
             feed["processingStartTime"] = _stamp()
         elif feed["processingStatus"] == "IN_PROGRESS":
-            status, report = self._process_feed(feed)
+            if feed["feedType"] == ADJUSTMENT_FEED_TYPE:
+                status, content = self._process_adjustment_feed(feed)
+                content_type = "text/xml; charset=UTF-8"
+            else:
+                status, report = self._process_feed(feed)
+                content = json.dumps(report).encode()
+                content_type = "application/json; charset=UTF-8"
             feed["processingStatus"] = status
             feed["processingEndTime"] = _stamp()
             feed["resultFeedDocumentId"] = self._new_document(
-                content=json.dumps(report).encode(),
-                content_type="application/json; charset=UTF-8",
-                gzipped=True,
+                content=content, content_type=content_type, gzipped=True
             )
-        return json_response(shown)
+
+    def _process_adjustment_feed(self, feed: dict[str, Any]) -> tuple[str, bytes]:
+        """Apply a POST_PAYMENT_ADJUSTMENT_DATA (OrderAdjustment XML) feed; returns the
+        processing status and the XML processing report.
+
+        Each message is applied whole or not at all. An adjusted item whose
+        MerchantAdjustmentItemID was already applied to that order item is not refunded
+        again: the message gets a warning instead.
+        """
+        try:
+            root = ElementTree.fromstring(self.documents[feed["_input"]]["content"])
+        except ElementTree.ParseError as exc:
+            return "FATAL", self._processing_report(feed, [("0", "Error", _XML_ERROR, str(exc))], 0)
+        if root.tag != "AmazonEnvelope" or root.findtext("MessageType") != "OrderAdjustment":
+            problem = "The feed document is not an OrderAdjustment AmazonEnvelope."
+            return "FATAL", self._processing_report(feed, [("0", "Error", _XML_ERROR, problem)], 0)
+        if root.findtext("Header/MerchantIdentifier") != self.seller_id:
+            problem = "The MerchantIdentifier does not match the selling partner."
+            return "FATAL", self._processing_report(feed, [("0", "Error", _XML_ERROR, problem)], 0)
+        results = []
+        messages = root.findall("Message")
+        for message in messages:
+            message_id = message.findtext("MessageID") or "0"
+            outcome = self._apply_adjustment(message.find("OrderAdjustment"), feed["feedId"])
+            if outcome is not None:
+                results.append((message_id, *outcome))
+        return "DONE", self._processing_report(feed, results, len(messages))
+
+    def _apply_adjustment(
+        self, adjustment: ElementTree.Element | None, feed_id: str
+    ) -> tuple[str, str, str] | None:
+        """Apply one OrderAdjustment; ``(result code, message code, text)`` unless clean."""
+        if adjustment is None:
+            return "Error", _ADJUSTMENT_INVALID, "The message has no OrderAdjustment."
+        order_id = adjustment.findtext("AmazonOrderID") or ""
+        order = self.orders.get(order_id)
+        if order is None:
+            return "Error", _ADJUSTMENT_INVALID, f"Order {order_id} was not found."
+        items = {item["orderItemId"]: item for item in order["orderItems"]}
+        planned = []
+        for adjusted in adjustment.findall("AdjustedItem"):
+            code = adjusted.findtext("AmazonOrderItemCode") or ""
+            if code not in items:
+                return "Error", _ADJUSTMENT_INVALID, f"Order item {code} is not in {order_id}."
+            if adjusted.findtext("AdjustmentReason") not in ADJUSTMENT_REASONS:
+                return "Error", _ADJUSTMENT_INVALID, f"Invalid AdjustmentReason for item {code}."
+            amounts: dict[str, Decimal] = {}
+            for component in adjusted.findall("ItemPriceAdjustments/Component"):
+                kind = component.findtext("Type") or ""
+                amount = component.find("Amount")
+                if kind not in _ADJUSTABLE or amount is None:
+                    return "Error", _ADJUSTMENT_INVALID, f"Unsupported component {kind!r}."
+                if amount.get("currency") != CURRENCY:
+                    return "Error", _ADJUSTMENT_INVALID, f"Amounts must be in {CURRENCY}."
+                try:
+                    value = Decimal(amount.text or "")
+                except InvalidOperation:
+                    return "Error", _ADJUSTMENT_INVALID, f"Invalid amount {amount.text!r}."
+                amounts[kind] = amounts.get(kind, Decimal("0")) + value
+            merchant_id = adjusted.findtext("MerchantAdjustmentItemID") or ""
+            key = (order_id, code, merchant_id)
+            planned.append((items[code], key, amounts))
+        if not planned:
+            return "Error", _ADJUSTMENT_INVALID, "The OrderAdjustment adjusts no item."
+        fresh = [
+            entry for entry in planned if not entry[1][2] or entry[1] not in self.adjustment_keys
+        ]
+        if not fresh:
+            return (
+                "Warning",
+                _ADJUSTMENT_REPEATED,
+                f"Adjustment {planned[0][1][2]} for order {order_id} was already processed; "
+                "it was not applied again.",
+            )
+        for item, _key, amounts in fresh:
+            refunded = self.adjusted.get((order_id, item["orderItemId"]), {})
+            for kind, value in amounts.items():
+                left = _charged(item, _ADJUSTABLE[kind]) - refunded.get(kind, Decimal("0"))
+                if value < 0 or value > left:
+                    return (
+                        "Error",
+                        _ADJUSTMENT_TOO_LARGE,
+                        f"The {kind} adjustment of {value} for order item {item['orderItemId']} "
+                        f"exceeds the {left} that can still be refunded.",
+                    )
+        for item, key, amounts in fresh:
+            refunded = self.adjusted.setdefault((order_id, item["orderItemId"]), {})
+            for kind, value in amounts.items():
+                refunded[kind] = refunded.get(kind, Decimal("0")) + value
+            if key[2]:
+                self.adjustment_keys.add(key)
+        order["lastUpdatedTime"] = _stamp()
+        self.refunds.append(
+            {
+                "order_id": order_id,
+                "reference": fresh[0][1][2],
+                "channel_refund_id": fresh[0][1][2],
+                "lines": [
+                    (item["orderItemId"], amounts.get("Principal", Decimal("0")))
+                    for item, _key, amounts in fresh
+                ],
+                "amount": sum(
+                    (a.get("Principal", Decimal("0")) for _i, _k, a in fresh), Decimal("0")
+                ),
+                "shipping": sum(
+                    (a.get("Shipping", Decimal("0")) for _i, _k, a in fresh), Decimal("0")
+                ),
+                "feed_id": feed_id,
+            }
+        )
+        return None
+
+    def _processing_report(
+        self, feed: dict[str, Any], results: list[tuple[str, str, str, str]], processed: int
+    ) -> bytes:
+        """An XML feed's ProcessingReport envelope for ``(message id, result, code, text)``."""
+        envelope = ElementTree.Element("AmazonEnvelope")
+        header = ElementTree.SubElement(envelope, "Header")
+        ElementTree.SubElement(header, "DocumentVersion").text = "1.02"
+        ElementTree.SubElement(header, "MerchantIdentifier").text = self.seller_id
+        ElementTree.SubElement(envelope, "MessageType").text = "ProcessingReport"
+        message = ElementTree.SubElement(envelope, "Message")
+        ElementTree.SubElement(message, "MessageID").text = "1"
+        report = ElementTree.SubElement(message, "ProcessingReport")
+        ElementTree.SubElement(report, "DocumentTransactionID").text = feed["feedId"]
+        ElementTree.SubElement(report, "StatusCode").text = "Complete"
+        errors = len({r[0] for r in results if r[1] == "Error"})
+        warnings = len({r[0] for r in results if r[1] == "Warning"})
+        summary = ElementTree.SubElement(report, "ProcessingSummary")
+        for name, value in (
+            ("MessagesProcessed", processed),
+            ("MessagesSuccessful", max(0, processed - errors)),
+            ("MessagesWithError", errors),
+            ("MessagesWithWarning", warnings),
+        ):
+            ElementTree.SubElement(summary, name).text = str(value)
+        for message_id, code, message_code, text in results:
+            result = ElementTree.SubElement(report, "Result")
+            ElementTree.SubElement(result, "MessageID").text = message_id
+            ElementTree.SubElement(result, "ResultCode").text = code
+            ElementTree.SubElement(result, "ResultMessageCode").text = message_code
+            ElementTree.SubElement(result, "ResultDescription").text = text
+        return ElementTree.tostring(envelope, encoding="utf-8", xml_declaration=True)
 
     def _process_feed(self, feed: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         header = {"sellerId": self.seller_id, "version": "2.0", "feedId": feed["feedId"]}
@@ -1181,7 +1458,11 @@ class AmazonSimulator(SimulatorServer):
             raise SimulatorError("Missing required field: reportType", status=400)
         if not body.get("marketplaceIds"):
             raise SimulatorError("Missing required field: marketplaceIds", status=400)
-        if body["reportType"] != RETURNS_REPORT_TYPE:
+        if body["reportType"] not in (
+            RETURNS_REPORT_TYPE,
+            FBA_RETURNS_REPORT_TYPE,
+            SELLER_PERFORMANCE_REPORT_TYPE,
+        ):
             raise SimulatorError(f"reportType {body['reportType']} is not supported", status=400)
         now = _stamp()
         report_id = str(self.rng.randrange(10**10, 10**11))
@@ -1204,18 +1485,29 @@ class AmazonSimulator(SimulatorServer):
         if report["processingStatus"] == "IN_QUEUE":
             report["processingStatus"] = "IN_PROGRESS"
             report["processingStartTime"] = _stamp()
+        elif (
+            report["processingStatus"] == "IN_PROGRESS"
+            and report["reportType"] == SELLER_PERFORMANCE_REPORT_TYPE
+        ):
+            report["processingEndTime"] = _stamp()
+            report["processingStatus"] = "DONE"
+            report["reportDocumentId"] = self._new_document(
+                content=json.dumps(self.account_health_report()).encode(),
+                content_type="application/json; charset=UTF-8",
+                gzipped=True,
+            )
         elif report["processingStatus"] == "IN_PROGRESS":
             start, end = _parse_time(report["dataStartTime"]), _parse_time(report["dataEndTime"])
-            rows = [
-                row
-                for row in self.returns
-                if start <= _parse_time(row["Return request date"]) <= end
-            ]
+            if report["reportType"] == FBA_RETURNS_REPORT_TYPE:
+                source, date_column, columns = self.fba_returns, "return-date", FBA_RETURNS_COLUMNS
+            else:
+                source, date_column, columns = self.returns, "Return request date", RETURNS_COLUMNS
+            rows = [row for row in source if start <= _parse_time(row[date_column]) <= end]
             report["processingEndTime"] = _stamp()
             if rows:
                 report["processingStatus"] = "DONE"
                 report["reportDocumentId"] = self._new_document(
-                    content=_tsv(rows),
+                    content=_tsv(rows, columns),
                     content_type="text/tab-separated-values; charset=UTF-8",
                     gzipped=True,
                 )
@@ -1226,6 +1518,244 @@ class AmazonSimulator(SimulatorServer):
 
     def _get_report_document(self, request: Request) -> Response:
         return json_response(self._document_info(request.params["doc_id"], "reportDocumentId"))
+
+    # ----- Account health (GET_V2_SELLER_PERFORMANCE_REPORT) -----------------------------
+
+    def record_order_defect(
+        self, order_id: str, kind: str, at: datetime | str | None = None
+    ) -> dict[str, str]:
+        """A buyer's A-to-z claim (``claim``), chargeback or negative feedback on an order;
+        it counts in the next seller performance report."""
+        if kind not in ("claim", "chargeback", "negativeFeedback"):
+            raise SimulatorError(f"unknown defect kind {kind!r}", status=400)
+        with self.lock:
+            self._order(order_id)
+            defect = {"order_id": order_id, "kind": kind, "date": _stamp(at)}
+            self.order_defects.append(defect)
+            return defect
+
+    def deliver_package(self, order_id: str, at: datetime | str | None = None) -> None:
+        """Deliver an order's packages at a given time (the on-time delivery rate needs it)."""
+        with self.lock:
+            order = self.deliver_order(order_id)
+            for package in order["packages"]:
+                self.package_deliveries[(order_id, package["packageReferenceId"])] = _stamp(at)
+
+    def _post_account_health(self, request: Request) -> Response:
+        body = request.json() or {}
+        for defect in body.get("defects") or []:
+            self.record_order_defect(defect["order_id"], defect["kind"], defect.get("date"))
+        self.unknown_tracking.update(body.get("unknown_tracking") or [])
+        self.account_health_overrides.update(body.get("overrides") or {})
+        return json_response(self.account_health_report())
+
+    def account_health_report(self, now: datetime | None = None) -> dict[str, Any]:
+        """The seller performance report document for this marketplace, computed from the
+        simulator's orders (schemas/reports/accountHealthReport-2020-11-18.json).
+
+        Windows end today (UTC): order defects 60 days, late shipment 30, cancellations 7,
+        valid tracking 30, on-time delivery 14 days ending 7 days ago. Targets follow
+        Amazon's policy, not the schema's example values. A package delivered without a
+        recorded time counts as on time. ``account_health_overrides`` replaces any metric's
+        computed fields (``{"lateShipmentRate": {"lateShipmentCount": 3, ...}}``).
+        """
+        today = (now or utc_now()).astimezone(UTC).date()
+
+        def span(days: int, lag: int = 0) -> tuple[dict[str, str], str, str]:
+            last = today - timedelta(days=lag)
+            first = last - timedelta(days=days - 1)
+            start, end = f"{first}T00:00:00.000Z", f"{last}T23:59:59.999Z"
+            return (
+                {"reportingDateFrom": f"{first}T00:00Z", "reportingDateTo": f"{last}T23:59Z"},
+                start,
+                end,
+            )
+
+        def figure(count: int, total: int, target: float, condition: str) -> dict[str, Any]:
+            rate = count / total if total else 0.0
+            good = rate < target if condition == "LESS_THAN" else rate > target
+            return {
+                "status": "NONE" if not total else ("GOOD" if good else "BAD"),
+                "rate": round(rate, 6),
+                "targetValue": target,
+                "targetCondition": condition,
+            }
+
+        with self.lock:
+            orders = [
+                o
+                for o in self.orders.values()
+                if o["fulfillment"]["fulfillmentStatus"] not in ("PENDING", "PENDING_AVAILABILITY")
+            ]
+            merchant = [o for o in orders if o["fulfillment"]["fulfilledBy"] == "MERCHANT"]
+            metrics: dict[str, Any] = {"marketplaceId": self.marketplace_id}
+
+            dates, start, end = span(60)
+            odr: dict[str, Any] = {}
+            for fulfillment, by in (("mfn", "MERCHANT"), ("afn", "AMAZON")):
+                ids = {
+                    o["orderId"]
+                    for o in orders
+                    if o["fulfillment"]["fulfilledBy"] == by and start <= o["createdTime"] <= end
+                }
+                defects = [d for d in self.order_defects if d["order_id"] in ids]
+                count = len({d["order_id"] for d in defects})
+                odr[fulfillment] = {
+                    "reportingDateRange": dates,
+                    "orderCount": len(ids),
+                    "orderWithDefects": {"count": count, "status": "NONE"},
+                    **{
+                        kind + ("s" if kind != "negativeFeedback" else ""): {
+                            "count": sum(d["kind"] == kind for d in defects),
+                            "status": "NONE",
+                        }
+                        for kind in ("claim", "chargeback", "negativeFeedback")
+                    },
+                    "fulfillmentType": fulfillment,
+                    **figure(count, len(ids), 0.01, "LESS_THAN"),
+                }
+                odr[fulfillment]["orderWithDefects"]["status"] = odr[fulfillment]["status"]
+            metrics["orderDefectRate"] = odr
+
+            dates, start, end = span(30)
+            due = [
+                o
+                for o in merchant
+                if start <= o["fulfillment"]["shipByWindow"]["latestDateTime"] <= end
+                and not (o["fulfillment"]["fulfillmentStatus"] == "CANCELLED" and not o["packages"])
+            ]
+            late = sum(
+                not any(
+                    p["shipTime"] <= o["fulfillment"]["shipByWindow"]["latestDateTime"]
+                    for p in o["packages"]
+                )
+                for o in due
+            )
+            metrics["lateShipmentRate"] = {
+                "reportingDateRange": dates,
+                "orderCount": len(due),
+                "lateShipmentCount": late,
+                **figure(late, len(due), 0.04, "LESS_THAN"),
+            }
+
+            dates, start, end = span(7)
+            placed = [o for o in merchant if start <= o["createdTime"] <= end]
+            cancelled = sum(
+                o["fulfillment"]["fulfillmentStatus"] == "CANCELLED"
+                and any(
+                    ((i.get("cancellation") or {}).get("cancellationExecution") or {}).get(
+                        "cancelledBy"
+                    )
+                    == "SELLER"
+                    for i in o["orderItems"]
+                )
+                for o in placed
+            )
+            metrics["preFulfillmentCancellationRate"] = {
+                "reportingDateRange": dates,
+                "orderCount": len(placed),
+                "cancellationCount": cancelled,
+                **figure(cancelled, len(placed), 0.025, "LESS_THAN"),
+            }
+
+            dates, start, end = span(30)
+            packages = [
+                (o, p) for o in merchant for p in o["packages"] if start <= p["shipTime"] <= end
+            ]
+            valid = sum(p["trackingNumber"] not in self.unknown_tracking for _, p in packages)
+            metrics["validTrackingRate"] = {
+                "reportingDateRange": dates,
+                "shipmentCount": len(packages),
+                "validTrackingCount": valid,
+                **figure(valid, len(packages), 0.95, "GREATER_THAN"),
+            }
+
+            dates, start, end = span(14, lag=7)
+            promised = [
+                (o, p)
+                for o in merchant
+                for p in o["packages"]
+                if p["trackingNumber"] not in self.unknown_tracking
+                and start <= o["fulfillment"]["deliverByWindow"]["latestDateTime"] <= end
+            ]
+
+            def on_time(order: dict[str, Any], package: dict[str, Any]) -> bool:
+                if (package.get("packageStatus") or {}).get("status") != "DELIVERED":
+                    return False
+                at = self.package_deliveries.get((order["orderId"], package["packageReferenceId"]))
+                return at is None or at <= order["fulfillment"]["deliverByWindow"]["latestDateTime"]
+
+            delivered = [(o, p) for o, p in promised if on_time(o, p)]
+            metrics["onTimeDeliveryRate"] = {
+                "reportingDateRange": dates,
+                "shipmentCountWithValidTracking": len(promised),
+                "onTimeDeliveryCount": len(delivered),
+                **figure(len(delivered), len(promised), 0.90, "GREATER_THAN"),
+            }
+            units = sum(i["quantity"] for _, p in promised for i in p["packageItems"])
+            units_on_time = sum(i["quantity"] for _, p in delivered for i in p["packageItems"])
+            metrics["unitOnTimeDeliveryRate"] = {
+                "reportingDateRange": dates,
+                "unitOnTimeDeliveryCount": units_on_time,
+                "totalUnitCount": units,
+                **figure(units_on_time, units, 0.90, "GREATER_THAN"),
+            }
+            dates, _, _ = span(7)
+            metrics["invoiceDefectRate"] = {
+                "reportingDateRange": dates,
+                "orderCount": 0,
+                "invoiceDefect": {"count": 0, "status": "NONE"},
+                "missingInvoice": {"count": 0, "status": "NONE"},
+                "lateInvoice": {"count": 0, "status": "NONE"},
+                **figure(0, 0, 0.05, "LESS_THAN"),
+            }
+            for name, override in self.account_health_overrides.items():
+                if isinstance(metrics.get(name), dict) and isinstance(override, dict):
+                    for key, value in override.items():
+                        current = metrics[name].get(key)
+                        if isinstance(current, dict) and isinstance(value, dict):
+                            current.update(value)
+                        else:
+                            metrics[name][key] = value
+            dates, _, _ = span(180)
+            for name in (
+                "listingPolicyViolations",
+                "productAuthenticityCustomerComplaints",
+                "productConditionCustomerComplaints",
+                "productSafetyCustomerComplaints",
+                "receivedIntellectualPropertyComplaints",
+                "restrictedProductPolicyViolations",
+                "suspectedIntellectualPropertyViolations",
+                "foodAndProductSafetyIssues",
+                "otherPolicyViolations",
+                "documentRequests",
+            ):
+                metrics[name] = {
+                    "reportingDateRange": dates,
+                    "defectsCount": 0,
+                    "status": "GOOD",
+                    "targetValue": 0,
+                    "targetCondition": "EQUALS",
+                }
+            bad = any(
+                block.get("status") == "BAD"
+                for block in [*odr.values(), *(v for v in metrics.values() if isinstance(v, dict))]
+            )
+            rating = "WARNED" if bad else "GREAT"
+            metrics["warningStates"] = []
+            metrics["accountHealthRating"] = {
+                # Amazon's schema requires ``ahrStatus`` but describes the
+                # ``accountHealthRatingStatus`` property; send both.
+                "ahrStatus": rating,
+                "accountHealthRatingStatus": rating,
+                "reportingDateRange": dates,
+            }
+            return {
+                "accountStatuses": [
+                    {"marketplaceId": self.marketplace_id, "status": "AT_RISK" if bad else "NORMAL"}
+                ],
+                "performanceMetrics": [metrics],
+            }
 
     # ----- documents (the pre-signed S3 stand-in) ---------------------------------------------
 
@@ -1566,9 +2096,21 @@ def _offer_changes(
     return issues
 
 
-def _tsv(rows: list[dict[str, str]]) -> bytes:
+def _charged(item: dict[str, Any], kind: str) -> Decimal:
+    """What the buyer paid for ``item`` under one proceeds breakdown type."""
+    return sum(
+        (
+            Decimal(entry["subtotal"]["amount"])
+            for entry in item["proceeds"]["breakdowns"]
+            if entry["type"] == kind
+        ),
+        Decimal("0"),
+    )
+
+
+def _tsv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RETURNS_COLUMNS, delimiter="\t", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")

@@ -131,6 +131,10 @@ class Faults:
     burst_429: int = 0
     retry_after: float = 1.0  # what an injected 429 asks the client to wait, in seconds
     malformed_rate: float = 0.0
+    # The next n state-changing calls are applied, then answered 500: the lost response.
+    fail_after_commit: int = 0
+    # When set, the injected 429s, errors and lost responses hit only paths containing it.
+    fault_path: str = ""
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -202,6 +206,9 @@ class SimulatorServer:
         self.pushes = 0
         self.throttled = 0  # 429s sent by the rate limiter (injected ones not counted)
         self.shipments: list[dict[str, Any]] = []
+        # One entry per refund applied through the channel API: order_id, reference (the
+        # field our refund id travels in), channel_refund_id, lines, amount, shipping.
+        self.refunds: list[dict[str, Any]] = []
         self.buckets = {
             name: TokenBucket(rate=rate, burst=burst)
             for name, (rate, burst) in (rate_limits or self.rate_limits).items()
@@ -299,6 +306,8 @@ class SimulatorServer:
         if injected is not None:
             return injected
         response = self._run(route, request)
+        if response.status < 400 and self._lose_response(request):
+            return self.error_response(500, "Internal Server Error")
         if route.bucket is not None and route.bucket in self.buckets:
             response.headers.update(self.rate_limit_headers(self.buckets[route.bucket]))
         return response
@@ -328,6 +337,8 @@ class SimulatorServer:
 
     def _injected_fault(self, request: Request) -> Response | None:
         with self.lock:
+            if self.faults.fault_path not in request.path:
+                return None
             if self.faults.burst_429 > 0:
                 self.faults.burst_429 -= 1
                 return self.too_many_requests(request, self.faults.retry_after)
@@ -339,6 +350,18 @@ class SimulatorServer:
                 message = "Internal Server Error" if status == 500 else "Service Unavailable"
                 return self.error_response(status, message)
         return None
+
+    def _lose_response(self, request: Request) -> bool:
+        """Whether to drop the answer of a call that has just changed state."""
+        with self.lock:
+            if (
+                self.faults.fail_after_commit > 0
+                and request.method not in ("GET", "HEAD")
+                and self.faults.fault_path in request.path
+            ):
+                self.faults.fail_after_commit -= 1
+                return True
+        return False
 
     # ----- channel hooks -----------------------------------------------------------------
 
@@ -383,6 +406,18 @@ class SimulatorServer:
 
     def on_order_created(self, order: dict[str, Any]) -> None:
         """Called under the lock after an order is stored (e.g. to send a webhook)."""
+
+    def create_return(
+        self,
+        order_id: str,
+        lines: Iterable[tuple[str, int]],
+        *,
+        reason: str,
+        comment: str = "",
+    ) -> Any:
+        """Open a buyer's return for ``(channel line id or seller SKU, quantity)`` lines, as
+        the channel would show it; returns the channel's record of it."""
+        raise NotImplementedError
 
     # ----- state: listings -------------------------------------------------------------
 
@@ -569,6 +604,7 @@ class SimulatorServer:
                 "pushes": self.pushes,
                 "throttled": self.throttled,
                 "shipments": len(self.shipments),
+                "refunds": len(self.refunds),
                 "sales": len(self.sales),
                 "faults": self.faults.__dict__.copy(),
                 "shoppers_running": self._shoppers is not None,
@@ -615,6 +651,20 @@ class SimulatorServer:
             malformed=bool(payload.get("malformed", False)),
         )
         return json_response({"order": order}, status=201)
+
+    def _control_post_return(self, request: Request) -> Response:
+        """``POST /_sim/returns`` ``{"order_id", "lines": [{"line_id" | "seller_sku",
+        "quantity"}], "reason", "comment"}``; channels register it for their returns."""
+        payload = request.json()
+        lines = [
+            (str(line.get("line_id") or line["seller_sku"]), int(line.get("quantity", 1)))
+            for line in payload["lines"]
+        ]
+        kwargs = {"reason": payload["reason"]} if payload.get("reason") else {}
+        created = self.create_return(
+            str(payload["order_id"]), lines, comment=str(payload.get("comment", "")), **kwargs
+        )
+        return json_response({"return": created}, status=201)
 
     def _control_cancel(self, request: Request) -> Response:
         return json_response({"order": self.cancel_order(request.params["order_id"])})

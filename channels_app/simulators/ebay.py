@@ -1,4 +1,5 @@
-"""eBay simulator: OAuth token endpoint, Sell Fulfillment v1 orders and Sell Inventory v1.
+"""eBay simulator: OAuth, Sell Fulfillment v1 orders and refunds, Sell Inventory v1, and the
+Post-Order return search.
 
 Wire format follows ``reference/channel-apis.md`` section 4: Basic-auth token endpoint,
 ``filter=lastmodifieddate:[..]`` (percent-encoded) with offset/limit paging and
@@ -14,6 +15,7 @@ import itertools
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +25,7 @@ from .base import (
     Listing,
     Request,
     Response,
+    SimulatorError,
     SimulatorServer,
     fake_buyer,
     json_response,
@@ -31,6 +34,16 @@ from .base import (
 
 FULFILLMENT = "/sell/fulfillment/v1"
 INVENTORY = "/sell/inventory/v1"
+POST_ORDER = "/post-order/v2"
+REFUND_REASONS = {
+    "BUYER_CANCEL",
+    "BUYER_RETURN",
+    "ITEM_NOT_RECEIVED",
+    "SELLER_WRONG_ITEM",
+    "SELLER_OUT_OF_STOCK",
+    "SELLER_FOUND_CHEAPER_PRICE",
+    "OTHER",
+}
 SHIPPING = Decimal("4.99")
 TAX_RATE = Decimal("0.07")
 CENT = Decimal("0.01")
@@ -72,7 +85,11 @@ class EbaySimulator(SimulatorServer):
 
     kind = "ebay"
     # eBay publishes daily call limits; these per-second buckets only make throttling observable.
-    rate_limits = {"fulfillment": (25.0, 50.0), "inventory": (25.0, 50.0)}
+    rate_limits = {
+        "fulfillment": (25.0, 50.0),
+        "inventory": (25.0, 50.0),
+        "returns": (25.0, 50.0),
+    }
 
     def __init__(
         self,
@@ -92,7 +109,11 @@ class EbaySimulator(SimulatorServer):
         self.modified: dict[str, str] = {}
         self.fulfillments: dict[str, list[dict[str, Any]]] = {}
         self.shipped: dict[str, int] = {}  # line item id -> units shipped
+        self.returns: dict[str, dict[str, Any]] = {}  # Post-Order returns by returnId
+        self.shipping_refunded: dict[str, Decimal] = {}  # order id -> shipping given back
         self._ids = itertools.count(1)
+        # Refunds and returns draw ids here so listings and orders keep theirs.
+        self._refund_ids = itertools.count(1)
         super().__init__(**kwargs)
 
     def register_routes(self) -> None:
@@ -114,6 +135,16 @@ class EbaySimulator(SimulatorServer):
             bucket="fulfillment",
         )
         self.route(
+            "POST",
+            FULFILLMENT + r"/order/(?P<order_id>[^/]+)/issue_refund",
+            self._issue_refund,
+            bucket="fulfillment",
+        )
+        self.route("GET", POST_ORDER + r"/return/search", self._search_returns, bucket="returns")
+        self.route(
+            "POST", r"/_sim/returns", self._control_post_return, channel_api=False, bucket=None
+        )
+        self.route(
             "POST", INVENTORY + r"/bulk_update_price_quantity", self._bulk, bucket="inventory"
         )
         self.route(
@@ -125,7 +156,9 @@ class EbaySimulator(SimulatorServer):
 
     def authenticate(self, request: Request) -> Response | None:
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-        entry = self.tokens.get(token) if scheme == "Bearer" else None
+        # The Post-Order API takes the same OAuth user token in its own IAF scheme.
+        expected = "IAF" if request.path.startswith(POST_ORDER) else "Bearer"
+        entry = self.tokens.get(token) if scheme == expected else None
         if entry is None or entry[0] < time.monotonic():
             return json_response(
                 {
@@ -464,6 +497,197 @@ class EbaySimulator(SimulatorServer):
         found = self.fulfillments.get(order_id, [])
         return json_response({"fulfillments": found, "total": len(found)})
 
+    # ----- refunds and returns -----------------------------------------------------------
+
+    def _issue_refund(self, request: Request) -> Response:
+        order_id = request.params["order_id"]
+        order = self.orders.get(order_id)
+        if order is None:
+            return ebay_error(404, 32100, f"Invalid order ID: {order_id}")
+        body = request.json() or {}
+        if body.get("reasonForRefund") not in REFUND_REASONS:
+            return ebay_error(400, 34902, "Invalid or missing reasonForRefund")
+        comment = str(body.get("comment") or "")
+        if len(comment) > 100:
+            return ebay_error(400, 34903, "The comment is longer than 100 characters")
+        lines = {line["lineItemId"]: line for line in order["lineItems"]}
+        currency = order["pricingSummary"]["total"]["currency"]
+        try:
+            if body.get("refundItems"):
+                wanted = [
+                    (lines[item["lineItemId"]], _amount(item["refundAmount"], currency))
+                    for item in body["refundItems"]
+                ]
+                level = None
+            else:
+                wanted = []
+                level = _amount(body["orderLevelRefundAmount"], currency)
+        except (KeyError, TypeError, ArithmeticError):
+            return ebay_error(400, 34901, "Invalid refundItems or orderLevelRefundAmount")
+        summary = order["pricingSummary"]
+        refunded = self._refunded(order)
+        total = sum((amount for _line, amount in wanted), level or Decimal("0"))
+        # The simulator's error ids: eBay's ids for these refusals are not in our reference.
+        if total > money_value(summary["total"]) - refunded:
+            return ebay_error(
+                400, 34904, f"The refund of {total} exceeds the amount available to refund"
+            )
+        # A line gives back its cost; beyond that, what the order paid for shipping.
+        shipping_left = money_value(summary["deliveryCost"]) - self.shipping_refunded.get(
+            order_id, Decimal("0")
+        )
+        over_cost = Decimal("0")
+        for line, amount in wanted:
+            cost_left = money_value(line["lineItemCost"]) - self._line_refunded(line)
+            over_cost += max(Decimal("0"), amount - cost_left)
+            if over_cost > shipping_left:
+                return ebay_error(
+                    400,
+                    34904,
+                    f"The refund of {amount} for line item {line['lineItemId']} exceeds the "
+                    f"amount available to refund ({cost_left + shipping_left})",
+                )
+        refund_id = f"5{next(self._refund_ids):010d}"
+        stamp = ebay_time(utc_now())
+        for line, amount in wanted:
+            line.setdefault("refunds", []).append(
+                {"refundId": refund_id, "amount": money(amount), "refundDate": stamp}
+            )
+        self.shipping_refunded[order_id] = (
+            self.shipping_refunded.get(order_id, Decimal("0")) + over_cost
+        )
+        if level is not None:
+            order["paymentSummary"]["refunds"].append(
+                {
+                    "refundId": refund_id,
+                    "amount": money(level),
+                    "refundDate": stamp,
+                    "refundStatus": "REFUNDED",
+                }
+            )
+        fully = refunded + total >= money_value(summary["total"])
+        order["orderPaymentStatus"] = "FULLY_REFUNDED" if fully else "PARTIALLY_REFUNDED"
+        self._touch(order, stamp)
+        self.refunds.append(
+            {
+                "order_id": order_id,
+                "reference": comment,
+                "channel_refund_id": refund_id,
+                "lines": [(line["lineItemId"], amount) for line, amount in wanted],
+                "amount": total,
+                "shipping": None,  # eBay refunds amounts; shipping is not told apart
+            }
+        )
+        return json_response({"refundId": refund_id, "refundStatus": "PENDING"})
+
+    def _refunded(self, order: dict[str, Any]) -> Decimal:
+        """Everything refunded on the order so far, order level and per line."""
+        refunds = order["paymentSummary"]["refunds"] + [
+            refund for line in order["lineItems"] for refund in line.get("refunds") or []
+        ]
+        return sum((money_value(r["amount"]) for r in refunds), Decimal("0"))
+
+    def _line_refunded(self, line: dict[str, Any]) -> Decimal:
+        """Refunded of the line's cost (shipping refunded with it is counted apart)."""
+        total = sum((money_value(r["amount"]) for r in line.get("refunds") or []), Decimal("0"))
+        return min(total, money_value(line["lineItemCost"]))
+
+    def create_return(
+        self,
+        order_id: str,
+        lines: Iterable[tuple[str, int]],
+        *,
+        reason: str = "NOT_AS_DESCRIBED",
+        comment: str = "",
+    ) -> list[dict[str, Any]]:
+        """Open a buyer's return per line item (eBay returns cover one line item each)."""
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                raise SimulatorError(f"order {order_id!r} not found", status=404)
+            created = []
+            for key, quantity in lines:
+                line = next(
+                    (li for li in order["lineItems"] if key in (li["lineItemId"], li["sku"])),
+                    None,
+                )
+                if line is None:
+                    raise SimulatorError(f"order {order_id} has no line {key!r}", status=400)
+                if not 1 <= quantity <= line["quantity"]:
+                    raise SimulatorError(f"cannot return {quantity} of {line['quantity']}", 400)
+                return_id = str(5_000_000_000 + next(self._refund_ids))
+                unit = money_value(line["lineItemCost"]) / line["quantity"]
+                estimate = money(unit * quantity)
+                now = utc_now()
+                self.returns[return_id] = {
+                    "returnId": return_id,
+                    "orderId": order_id,
+                    "buyerLoginName": order["buyer"]["username"],
+                    "sellerLoginName": order["sellerId"],
+                    "currentType": "MONEY_BACK",
+                    "state": "RETURN_REQUESTED",
+                    "status": "RETURN_REQUESTED",
+                    "creationInfo": {
+                        "item": {
+                            "itemId": line["legacyItemId"],
+                            "transactionId": line["lineItemId"],
+                            "returnQuantity": quantity,
+                        },
+                        "type": "MONEY_BACK",
+                        "reason": reason,
+                        "comments": {"content": comment},
+                        "creationDate": {"value": ebay_time(now)},
+                    },
+                    "sellerResponseDue": {
+                        "activityDue": "SELLER_APPROVE_REQUEST",
+                        "respondByDate": {"value": ebay_time(now + timedelta(days=3))},
+                    },
+                    "sellerTotalRefund": {"estimatedRefundAmount": estimate},
+                    "buyerTotalRefund": {"estimatedRefundAmount": estimate},
+                }
+                created.append(self.returns[return_id])
+            return created
+
+    def _search_returns(self, request: Request) -> Response:
+        try:
+            limit = int(request.arg("limit", "25") or 25)
+            page = int(request.arg("offset", "1") or 1)
+        except ValueError:
+            return ebay_error(400, 1002, "Invalid limit or offset", domain="RETURN")
+        if not 1 <= limit <= 200 or page < 1:
+            return ebay_error(400, 1002, "Invalid limit or offset", domain="RETURN")
+        bounds = []
+        for name in ("creation_date_range_from", "creation_date_range_to"):
+            value = request.arg(name)
+            if value and not DATE_RE.fullmatch(value):
+                return ebay_error(400, 1003, f"Invalid date format: {value}", domain="RETURN")
+            bounds.append(_normalise(value))
+        lower, upper = bounds
+        order_filter = request.arg("order_id")
+        rows = sorted(
+            (
+                summary
+                for summary in self.returns.values()
+                if (not order_filter or summary["orderId"] == order_filter)
+                and (not lower or _created(summary) >= lower)
+                and (not upper or _created(summary) <= upper)
+            ),
+            key=lambda summary: (_created(summary), summary["returnId"]),
+        )
+        start = (page - 1) * limit
+        return json_response(
+            {
+                "members": rows[start : start + limit],
+                "paginationOutput": {
+                    "limit": limit,
+                    "offset": page,
+                    "totalEntries": len(rows),
+                    "totalPages": -(-len(rows) // limit),
+                },
+                "total": len(rows),
+            }
+        )
+
     def _bulk(self, request: Request) -> Response:
         requests_ = (request.json() or {}).get("requests") or []
         if not requests_ or len(requests_) > MAX_BULK:
@@ -530,6 +754,23 @@ class EbaySimulator(SimulatorServer):
             "status": "PUBLISHED",
         }
         return json_response({"offers": [offer], "size": 1, "total": 1, "limit": 25})
+
+
+def money_value(amount: dict[str, Any]) -> Decimal:
+    return Decimal(str(amount["value"]))
+
+
+def _amount(amount: dict[str, Any], currency: str) -> Decimal:
+    if amount.get("currency") != currency:
+        raise ArithmeticError(f"currency must be {currency}")
+    value = money_value(amount)
+    if value <= 0:
+        raise ArithmeticError("refund amounts must be positive")
+    return value
+
+
+def _created(summary: dict[str, Any]) -> str:
+    return _normalise(summary["creationInfo"]["creationDate"]["value"]) or ""
 
 
 def _item_error(sku: str, status: int, error_id: int, message: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Shopify Admin REST API simulator (orders, fulfillment orders, inventory levels, webhooks).
+"""Shopify Admin REST API simulator (orders, fulfillment orders, refunds, inventory, webhooks).
 
 Wire format follows ``reference/channel-apis.md`` section 3: ``X-Shopify-Access-Token``
 auth, a 40-call bucket leaking 2 calls/s with ``X-Shopify-Shop-Api-Call-Limit`` on every
@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -72,6 +73,8 @@ class ShopifySimulator(SimulatorServer):
         self.access_token = access_token
         self.location_id = location_id
         self._ids = itertools.count(1_000_001)
+        # Refunds, their lines and transactions draw ids here so orders keep theirs.
+        self._refund_ids = itertools.count(9_000_001)
         self.fulfillment_orders: dict[str, list[dict[str, Any]]] = {}
         self.webhook_targets: list[dict[str, Any]] = []
         self.webhook_deliveries: list[dict[str, Any]] = []
@@ -90,12 +93,19 @@ class ShopifySimulator(SimulatorServer):
         self.route("GET", p + r"/orders/(?P<order_id>\d+)/fulfillment_orders\.json", self._fos)
         self.route("GET", p + r"/orders/(?P<order_id>\d+)/fulfillments\.json", self._fulfillments)
         self.route("POST", p + r"/fulfillments\.json", self._create_fulfillment)
+        refunds = p + r"/orders/(?P<order_id>\d+)/refunds"
+        self.route("GET", refunds + r"\.json", self._refunds)
+        self.route("POST", refunds + r"/calculate\.json", self._calculate_refund)
+        self.route("POST", refunds + r"\.json", self._create_refund)
         self.route("GET", p + r"/products\.json", self._products)
         self.route("PUT", p + r"/variants/(?P<variant_id>\d+)\.json", self._update_variant)
         self.route("POST", p + r"/inventory_levels/set\.json", self._set_level)
         self.route("GET", p + r"/inventory_levels\.json", self._levels)
         self.route(
             "POST", r"/_sim/webhooks", self._register_webhook, channel_api=False, bucket=None
+        )
+        self.route(
+            "POST", r"/_sim/returns", self._control_post_return, channel_api=False, bucket=None
         )
 
     # ----- channel hooks ---------------------------------------------------------------
@@ -563,6 +573,259 @@ class ShopifySimulator(SimulatorServer):
         ]
         return json_response({"inventory_levels": levels})
 
+    # ----- refunds and returns -----------------------------------------------------------
+
+    def create_return(
+        self,
+        order_id: str,
+        lines: Iterable[tuple[str, int]],
+        *,
+        reason: str = "",
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """A return refunded in the Shopify admin: a refund restocking the units as returned.
+
+        REST shows returns only as such refunds (the Returns object is GraphQL-only) and a
+        refund carries no reason, so ``reason`` is not kept; ``comment`` becomes the note.
+        """
+        with self.lock:
+            order = self._get_order(order_id)
+            by_id = {str(li["id"]): li for li in order["line_items"]}
+            by_sku = {li["sku"]: li for li in order["line_items"]}
+            wanted = []
+            for key, quantity in lines:
+                line = by_id.get(str(key)) or by_sku.get(key)
+                if line is None:
+                    raise SimulatorError(f"order {order_id} has no line {key!r}", status=400)
+                wanted.append({"line_item_id": line["id"], "quantity": quantity})
+            plan = self._refund_plan(order, wanted, "return")
+            goods = sum((item["subtotal"] for item in plan), Decimal("0"))
+            return self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
+
+    def _refunds(self, request: Request) -> Response:
+        order = self._get_order(request.params["order_id"])
+        return json_response({"refunds": order["refunds"]})
+
+    def _calculate_refund(self, request: Request) -> Response:
+        order = self._get_order(request.params["order_id"])
+        body = (request.json() or {}).get("refund") or {}
+        plan = self._refund_plan(order, body.get("refund_line_items") or [], None)
+        shipping = self._shipping_asked(order, body)
+        suggested = sum((i["subtotal"] + i["total_tax"] for i in plan), shipping)
+        refundable = self._refundable(order)
+        return json_response(
+            {
+                "refund": {
+                    "currency": order["currency"],
+                    "shipping": {
+                        "amount": str(shipping),
+                        "tax": "0.00",
+                        "maximum_refundable": str(self._shipping_left(order)),
+                    },
+                    "duties": [],
+                    "refund_line_items": [_line_json(item) for item in plan],
+                    "transactions": [
+                        {
+                            "order_id": order["id"],
+                            "kind": "suggested_refund",
+                            "gateway": "bogus",
+                            "parent_id": _sale_id(order),
+                            "amount": str(min(suggested, refundable)),
+                            "currency": order["currency"],
+                            "maximum_refundable": str(refundable),
+                        }
+                    ],
+                }
+            }
+        )
+
+    def _create_refund(self, request: Request) -> Response:
+        order = self._get_order(request.params["order_id"])
+        body = (request.json() or {}).get("refund")
+        if not isinstance(body, dict):
+            return json_response(
+                {"errors": {"refund": "Required parameter missing or invalid"}}, status=400
+            )
+        shipping = self._shipping_asked(order, body)
+        plan = self._refund_plan(order, body.get("refund_line_items") or [], None)
+        amount = Decimal("0")
+        for transaction in body.get("transactions") or []:
+            if transaction.get("kind") != "refund":
+                return _unprocessable("kind must be refund", field="transactions")
+            if transaction.get("parent_id") != _sale_id(order):
+                return _unprocessable("parent transaction does not exist", field="transactions")
+            amount += Decimal(str(transaction.get("amount", "0")))
+        refundable = self._refundable(order)
+        # The simulator's wording; Shopify refuses such a refund with a 422 as well.
+        if amount > refundable:
+            return _unprocessable(
+                f"Amount {amount} exceeds the refundable amount of {refundable}",
+                field="transactions",
+            )
+        refund = self._apply_refund(order, plan, shipping, amount, note=body.get("note") or "")
+        self.refunds.append(
+            {
+                "order_id": str(order["id"]),
+                "reference": refund["note"] or "",
+                "channel_refund_id": str(refund["id"]),
+                "lines": [(str(i["line_item_id"]), i["quantity"]) for i in plan],
+                "amount": amount - shipping,
+                "shipping": shipping,
+            }
+        )
+        return json_response({"refund": refund}, status=201)
+
+    def _shipping_asked(self, order: dict[str, Any], body: dict[str, Any]) -> Decimal:
+        shipping = body.get("shipping") or {}
+        if shipping.get("full_refund"):
+            return self._shipping_left(order)
+        asked = Decimal(str(shipping.get("amount") or "0"))
+        if asked < 0 or asked > self._shipping_left(order):
+            raise SimulatorError(
+                f"shipping amount {asked} exceeds the refundable shipping of "
+                f"{self._shipping_left(order)}",
+                status=422,
+            )
+        return asked
+
+    def _refund_plan(
+        self,
+        order: dict[str, Any],
+        wanted: list[dict[str, Any]],
+        restock_type: str | None,
+    ) -> list[dict[str, Any]]:
+        """Refund line items for ``wanted`` with subtotal and tax, or a 422 if not refundable."""
+        lines = {li["id"]: li for li in order["line_items"]}
+        refunded = self._refunded_quantities(order)
+        plan = []
+        for item in wanted:
+            line = lines.get(item.get("line_item_id"))
+            quantity = item.get("quantity")
+            if line is None:
+                raise SimulatorError("refund_line_items: line item does not exist", status=422)
+            left = line["quantity"] - refunded.get(line["id"], 0)
+            if not isinstance(quantity, int) or not 1 <= quantity <= left:
+                raise SimulatorError(
+                    f"refund_line_items: quantity {quantity!r} for line item {line['id']} "
+                    f"must be between 1 and {left}",
+                    status=422,
+                )
+            kind = restock_type or item.get("restock_type") or "no_restock"
+            if kind not in ("no_restock", "cancel", "return", "legacy_restock"):
+                raise SimulatorError(f"restock_type {kind!r} is invalid", status=422)
+            subtotal = (Decimal(line["price"]) * quantity).quantize(CENT)
+            plan.append(
+                {
+                    "line_item_id": line["id"],
+                    "quantity": quantity,
+                    "restock_type": kind,
+                    "price": line["price"],
+                    "subtotal": subtotal,
+                    "total_tax": (subtotal * TAX_RATE).quantize(CENT),
+                    "line_item": line,
+                }
+            )
+        return plan
+
+    def _apply_refund(
+        self,
+        order: dict[str, Any],
+        plan: list[dict[str, Any]],
+        shipping: Decimal,
+        amount: Decimal,
+        *,
+        note: str,
+    ) -> dict[str, Any]:
+        stamp = shop_time(utc_now())
+        refund_id = next(self._refund_ids)
+        refund: dict[str, Any] = {
+            "id": refund_id,
+            "admin_graphql_api_id": f"gid://shopify/Refund/{refund_id}",
+            "order_id": order["id"],
+            "created_at": stamp,
+            "processed_at": stamp,
+            "note": note or None,
+            "user_id": None,
+            "restock": any(item["restock_type"] != "no_restock" for item in plan),
+            "duties": [],
+            "refund_line_items": [
+                {
+                    "id": next(self._refund_ids),
+                    "location_id": self.location_id,
+                    **_line_json(item),
+                    "line_item": item["line_item"],
+                }
+                for item in plan
+            ],
+            "transactions": [],
+            "order_adjustments": [],
+        }
+        if amount:
+            refund["transactions"].append(
+                {
+                    "id": next(self._refund_ids),
+                    "order_id": order["id"],
+                    "kind": "refund",
+                    "gateway": "bogus",
+                    "status": "success",
+                    "parent_id": _sale_id(order),
+                    "amount": str(amount.quantize(CENT)),
+                    "currency": order["currency"],
+                    "created_at": stamp,
+                    "processed_at": stamp,
+                }
+            )
+        if shipping:
+            refund["order_adjustments"].append(
+                {
+                    "id": next(self._refund_ids),
+                    "order_id": order["id"],
+                    "refund_id": refund_id,
+                    "amount": str(-shipping.quantize(CENT)),
+                    "tax_amount": "0.00",
+                    "kind": "shipping_refund",
+                    "reason": "Shipping refund",
+                }
+            )
+        order["refunds"].append(refund)
+        left = self._refundable(order)
+        order["financial_status"] = "refunded" if not left else "partially_refunded"
+        order["updated_at"] = stamp
+        self._queue_webhooks("orders/updated", order)
+        return refund
+
+    def _refunded_quantities(self, order: dict[str, Any]) -> dict[int, int]:
+        done: dict[int, int] = {}
+        for refund in order["refunds"]:
+            for item in refund["refund_line_items"]:
+                done[item["line_item_id"]] = done.get(item["line_item_id"], 0) + item["quantity"]
+        return done
+
+    def _refundable(self, order: dict[str, Any]) -> Decimal:
+        refunded = sum(
+            (
+                Decimal(t["amount"])
+                for refund in order["refunds"]
+                for t in refund["transactions"]
+                if t["kind"] == "refund"
+            ),
+            Decimal("0"),
+        )
+        return Decimal(order["total_price"]) - refunded
+
+    def _shipping_left(self, order: dict[str, Any]) -> Decimal:
+        paid = sum((Decimal(line["price"]) for line in order["shipping_lines"]), Decimal("0"))
+        refunded = sum(
+            (
+                -Decimal(adjustment["amount"])
+                for refund in order["refunds"]
+                for adjustment in refund["order_adjustments"]
+                if adjustment["kind"] == "shipping_refund"
+            ),
+            Decimal("0"),
+        )
+        return paid - refunded
+
     # ----- webhooks --------------------------------------------------------------------
 
     def _register_webhook(self, request: Request) -> Response:
@@ -626,6 +889,21 @@ class ShopifySimulator(SimulatorServer):
             self._webhook_queue.put(None)
             self._webhook_thread.join(timeout=5)
             self._webhook_thread = None
+
+
+def _sale_id(order: dict[str, Any]) -> int:
+    """Id of the order's one sale transaction, the parent of every refund transaction."""
+    return int(order["id"]) * 10 + 1
+
+
+def _line_json(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "line_item_id": item["line_item_id"],
+        "quantity": item["quantity"],
+        "restock_type": item["restock_type"],
+        "subtotal": str(item["subtotal"]),
+        "total_tax": str(item["total_tax"]),
+    }
 
 
 def _unprocessable(message: str, *, field: str | None = None) -> Response:

@@ -1,4 +1,5 @@
-"""Walmart Marketplace (US) simulator: token, orders, acknowledge/ship, inventory, feeds.
+"""Walmart Marketplace (US) simulator: token, orders, acknowledge/ship/refund, returns,
+inventory, feeds.
 
 Wire format follows ``reference/channel-apis.md`` section 5: ``POST /v3/token`` issuing
 900 s tokens, the ``WM_SEC.ACCESS_TOKEN`` / ``WM_QOS.CORRELATION_ID`` / ``WM_SVC.NAME``
@@ -16,6 +17,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +27,7 @@ from .base import (
     Listing,
     Request,
     Response,
+    SimulatorError,
     SimulatorServer,
     TokenBucket,
     fake_buyer,
@@ -86,6 +89,7 @@ class WalmartSimulator(SimulatorServer):
         "inventory": (20.0, 40.0),
         "feeds": (10 / 3600, 10.0),
         "token": (5.0, 20.0),
+        "returns": (10.0, 20.0),
     }
 
     def __init__(
@@ -105,7 +109,11 @@ class WalmartSimulator(SimulatorServer):
         self.token_requests = 0
         self.modified: dict[str, int] = {}
         self.feeds: dict[str, dict[str, Any]] = {}
+        self.returns: dict[str, dict[str, Any]] = {}  # return orders by returnOrderId
+        self.return_modified: dict[str, int] = {}  # returnOrderId -> epoch ms of last change
         self._ids = itertools.count(1)
+        # Refunds and returns draw ids here so listings keep theirs.
+        self._refund_ids = itertools.count(1)
         self._timers: list[threading.Timer] = []
         super().__init__(**kwargs)
 
@@ -115,6 +123,11 @@ class WalmartSimulator(SimulatorServer):
         self.route("GET", r"/v3/orders/(?P<po>\d+)", self._order, bucket="orders")
         self.route("POST", r"/v3/orders/(?P<po>\d+)/acknowledge", self._ack, bucket="orders")
         self.route("POST", r"/v3/orders/(?P<po>\d+)/shipping", self._ship, bucket="orders")
+        self.route("POST", r"/v3/orders/(?P<po>\d+)/refund", self._refund, bucket="orders")
+        self.route("GET", r"/v3/returns", self._returns, bucket="returns")
+        self.route(
+            "POST", r"/_sim/returns", self._control_post_return, channel_api=False, bucket=None
+        )
         self.route("PUT", r"/v3/inventory", self._put_inventory, bucket="inventory")
         self.route("GET", r"/v3/inventory", self._get_inventory, bucket="inventory")
         self.route("PUT", r"/v3/price", self._put_price, bucket="inventory")
@@ -467,6 +480,192 @@ class WalmartSimulator(SimulatorServer):
         self.modified[po] = stamp
         return json_response({"order": order})
 
+    # ----- handlers: refunds and returns ------------------------------------------------
+
+    def _refund(self, request: Request) -> Response:
+        """Refund Order Lines: negative charges per shipped line, comments kept on the line."""
+        po = request.params["po"]
+        order = self._get(po)
+        if order is None:
+            return _order_not_found(po)
+        try:
+            wanted = request.json()["orderRefund"]["orderLines"]["orderLine"]
+        except (KeyError, TypeError):
+            return walmart_error(
+                400, "INVALID_REQUEST_CONTENT.GMP_ORDER_API", "orderRefund is required"
+            )
+        lines = {line["lineNumber"]: line for line in order["orderLines"]["orderLine"]}
+        plan = []
+        for entry in wanted:
+            line = lines.get(str(entry.get("lineNumber")))
+            if line is None:
+                return _invalid(f"Invalid lineNumber {entry.get('lineNumber')}")
+            if not any(_quantity(line, state) for state in SHIPPED_STATES):
+                return _invalid(f"Line {line['lineNumber']} has not shipped and cannot be refunded")
+            for refund in entry["refunds"]["refund"]:
+                charges = [c["charge"] for c in refund["refundCharges"]["refundCharge"]]
+                for charge in charges:
+                    amount = -Decimal(str(charge["chargeAmount"]["amount"]))
+                    kind = charge.get("chargeType")
+                    left = _charge(line, kind) - _refunded(line, kind)
+                    if amount <= 0 or kind not in ("PRODUCT", "SHIPPING"):
+                        return _invalid(
+                            "Refund charges must be negative PRODUCT or SHIPPING charges"
+                        )
+                    # The simulator's wording; Walmart refuses refunds above the charge too.
+                    if amount > left:
+                        return _invalid(
+                            f"Refund amount {amount} for {kind} exceeds the refundable amount "
+                            f"{left} on line {line['lineNumber']}"
+                        )
+                plan.append((line, refund))
+        if not plan:
+            return _invalid("orderLine must not be empty")
+        refund_id = f"{next(self._refund_ids):012d}"
+        for line, refund in plan:
+            previous = line.get("refund") or {"refundCharges": {"refundCharge": []}}
+            line["refund"] = {
+                "refundId": refund_id,
+                "refundComments": refund.get("refundComments") or "",
+                "refundCharges": {
+                    "refundCharge": previous["refundCharges"]["refundCharge"]
+                    + refund["refundCharges"]["refundCharge"]
+                },
+            }
+        self.modified[po] = epoch_ms(utc_now())
+        self.refunds.append(
+            {
+                "order_id": po,
+                "reference": plan[0][1].get("refundComments") or "",
+                "channel_refund_id": refund_id,
+                "lines": [
+                    (line["lineNumber"], _charges_of(refund, "PRODUCT")) for line, refund in plan
+                ],
+                "amount": sum((_charges_of(r, "PRODUCT") for _l, r in plan), Decimal("0")),
+                "shipping": sum((_charges_of(r, "SHIPPING") for _l, r in plan), Decimal("0")),
+            }
+        )
+        return json_response({"order": order})
+
+    def create_return(
+        self,
+        order_id: str,
+        lines: Iterable[tuple[str, int]],
+        *,
+        reason: str = "NO_LONGER_WANTED",
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """Open a return order; a SKU key takes that many not yet returned unit lines.
+
+        Walmart's return order carries no buyer comment, so ``comment`` is not kept.
+        """
+        with self.lock:
+            order = self._get(order_id)
+            if order is None:
+                raise SimulatorError(f"order {order_id!r} not found", status=404)
+            taken = {
+                line["purchaseOrderLineNumber"]
+                for existing in self.returns.values()
+                for line in existing["returnOrderLines"]
+                if line["purchaseOrderId"] == order_id
+            }
+            chosen = []
+            for key, quantity in lines:
+                free = [
+                    line
+                    for line in order["orderLines"]["orderLine"]
+                    if key in (line["lineNumber"], line["item"]["sku"])
+                    and int(line["lineNumber"]) not in taken
+                    and line not in chosen
+                ]
+                if len(free) < quantity:
+                    raise SimulatorError(f"order {order_id} has no {quantity} x {key!r} to return")
+                chosen.extend(free[:quantity])
+            now = utc_now()
+            return_id = f"{next(self._refund_ids):015d}"
+            return_lines = []
+            for number, line in enumerate(chosen, start=1):
+                unit = _charge(line, "PRODUCT")
+                return_lines.append(
+                    {
+                        "returnOrderLineNumber": number,
+                        "salesOrderLineNumber": int(line["lineNumber"]),
+                        "returnReason": reason,
+                        "purchaseOrderId": order_id,
+                        "purchaseOrderLineNumber": int(line["lineNumber"]),
+                        "item": {
+                            "sku": line["item"]["sku"],
+                            "productName": line["item"]["productName"],
+                        },
+                        "unitPrice": {"currencyAmount": float(unit), "currencyUnit": "USD"},
+                        "quantity": {"unitOfMeasure": "EACH", "measurementValue": 1},
+                        "returnExpectedFlag": True,
+                        "status": "INITIATED",
+                        "statusTime": iso_ms(now),
+                        "currentRefundStatus": "REFUND_PENDING",
+                    }
+                )
+            total = sum((_charge(line, "PRODUCT") for line in chosen), Decimal("0"))
+            self.returns[return_id] = {
+                "returnOrderId": return_id,
+                "customerEmailId": order["customerEmailId"],
+                "customerName": {"firstName": "", "lastName": ""},
+                "customerOrderId": order["customerOrderId"],
+                "returnOrderDate": iso_ms(now),
+                "returnByDate": iso_ms(now + timedelta(days=30)),
+                "refundMode": "DELAYED",
+                "totalRefundAmount": {"currencyAmount": float(total), "currencyUnit": "USD"},
+                "returnOrderLines": return_lines,
+                "returnChannel": {"channelName": "ONLINE"},
+            }
+            self.return_modified[return_id] = epoch_ms(now)
+            return self.returns[return_id]
+
+    def _returns(self, request: Request) -> Response:
+        try:
+            limit = int(request.arg("limit", "10") or 10)
+            offset = int(request.arg("offset", "0") or 0)
+        except ValueError:
+            limit = 0
+            offset = 0
+        if not 1 <= limit <= 200:
+            return walmart_error(
+                400, "INVALID_REQUEST_PARAM.GMP_RETURNS_API", "limit must be 1-200", field="limit"
+            )
+        names = (
+            "returnCreationStartDate",
+            "returnCreationEndDate",
+            "returnLastModifiedStartDate",
+            "returnLastModifiedEndDate",
+        )
+        bounds = [_date_param(request.arg(name)) for name in names]
+        if -1 in bounds:
+            return walmart_error(
+                400, "INVALID_REQUEST_PARAM.GMP_RETURNS_API", "Invalid date format"
+            )
+        created_from, created_to, modified_from, modified_to = bounds
+        rows = []
+        for return_id, order in self.returns.items():
+            created = _date_param(order["returnOrderDate"]) or 0
+            modified = self.return_modified[return_id]
+            if (
+                (created_from is not None and created < created_from)
+                or (created_to is not None and created > created_to)
+                or (modified_from is not None and modified < modified_from)
+                or (modified_to is not None and modified > modified_to)
+            ):
+                continue
+            rows.append(((created, return_id), order))
+        rows.sort(key=lambda row: row[0])
+        page = [order for _key, order in rows[offset : offset + limit]]
+        meta: dict[str, Any] = {"totalCount": len(rows), "limit": limit}
+        if offset + limit < len(rows):
+            query = {name: request.arg(name) for name in names if request.arg(name)}
+            meta["nextCursor"] = "?" + urlencode(
+                {**query, "limit": limit, "offset": offset + limit}
+            )
+        return json_response({"meta": meta, "returnOrders": page})
+
     # ----- handlers: inventory, price, feeds -------------------------------------------
 
     def _put_inventory(self, request: Request) -> Response:
@@ -599,6 +798,40 @@ def _quantity(line: dict[str, Any], state: str) -> int:
         for status in line["orderLineStatuses"]["orderLineStatus"]
         if status["status"] == state
     )
+
+
+def _charge(line: dict[str, Any], kind: str) -> Decimal:
+    return sum(
+        (
+            Decimal(str(charge["chargeAmount"]["amount"]))
+            for charge in line["charges"]["charge"]
+            if charge["chargeType"] == kind
+        ),
+        Decimal("0"),
+    )
+
+
+def _refunded(line: dict[str, Any], kind: str) -> Decimal:
+    return _charges_of(line.get("refund") or {}, kind)
+
+
+def _charges_of(refund: dict[str, Any], kind: str) -> Decimal:
+    """Money a refund (request entry or a line's ``refund``) gives back for ``kind``."""
+    charges = (refund.get("refundCharges") or {}).get("refundCharge") or []
+    return sum(
+        (
+            -Decimal(str(item["charge"]["chargeAmount"]["amount"]))
+            for item in charges
+            if item["charge"]["chargeType"] == kind
+        ),
+        Decimal("0"),
+    )
+
+
+def iso_ms(moment: datetime) -> str:
+    """The returns API's timestamps: ISO 8601 UTC with milliseconds."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _date_param(value: str | None) -> int | None:
