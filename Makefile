@@ -26,12 +26,16 @@ demo: migrate
 	$(BIN)/python manage.py seed_demo
 
 run: export RECONCILE_EVERY_SECONDS ?= 60
+run: export CARRIER_TRACKING_URL ?= http://127.0.0.1:8106
+run: export TRACKING_POLL_MINUTES ?= 1
+run: export TRACKING_TICK_SECONDS ?= 20
 run: demo
 	@echo ""
 	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"
 	@echo "  Login:  demo / demo-password"
 	@echo "  API:    http://127.0.0.1:$(PORT)/api/docs/"
-	@echo "  Channel simulators: Amazon :8101, Shopify :8102, eBay :8103, Walmart :8104"
+	@echo "  Simulators: Amazon :8101, Shopify :8102, eBay :8103, Walmart :8104,"
+	@echo "              3PL :8105, carrier tracking :8106"
 	@echo ""
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile
 

@@ -6,12 +6,13 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from channels_app.models import Channel, Listing
+from channels_app.models import Channel, Listing, WarehouseConnection
 from inventory.models import SKU, Warehouse
 from oms.models import RoutingRule
 
 SIMULATOR_BASE_PORT = 8101
-KIND_ORDER = ["amazon", "shopify", "ebay", "walmart"]
+KIND_ORDER = ["amazon", "shopify", "ebay", "walmart", "threepl", "carrier"]
+THREEPL_SECRET = "demo-3pl-secret"
 
 # The simulators' default credentials (see channels_app/INTERFACES.md).
 SIMULATOR_CREDENTIALS = {
@@ -92,7 +93,13 @@ def seed_channels(*, base_port: int = SIMULATOR_BASE_PORT) -> list[Channel]:
     own = Warehouse.objects.filter(code="nyc").first()
     threepl = Warehouse.objects.filter(code="ship-3pl").first()
     fba = Warehouse.objects.filter(code="fba-us").first()
-    for kind in KIND_ORDER:
+    if threepl:
+        connection, _ = WarehouseConnection.objects.get_or_create(warehouse=threepl)
+        connection.mode = WarehouseConnection.Mode.API
+        connection.endpoint_url = simulator_url("threepl", base_port=base_port)
+        connection.set_secret(THREEPL_SECRET)
+        connection.save()
+    for kind in KIND_ORDER[:4]:
         channel = channel_connect_simulator(
             kind=kind, base_url=simulator_url(kind, base_port=base_port)
         )

@@ -39,6 +39,7 @@ class Channel(SalesChannel):
     orders_cursor = models.DateTimeField(
         null=True, blank=True, help_text="Orders updated after this time are fetched next."
     )
+    returns_cursor = models.DateTimeField(null=True, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -215,6 +216,8 @@ class SyncLog(models.Model):
         RECONCILE = "reconcile", "Reconciliation"
         WEBHOOK = "webhook", "Webhook"
         CONNECTION = "connection", "Connection test"
+        REFUND = "refund", "Refund"
+        RETURNS = "returns", "Returns import"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_logs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -338,3 +341,129 @@ class DriftRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.listing}: shown {self.shown_quantity}, expected {self.expected_quantity}"
+
+
+class WarehouseConnection(models.Model):
+    """How a warehouse receives work: by hand from the admin, or through its WMS/3PL API."""
+
+    class Mode(models.TextChoices):
+        MANUAL = "manual", "Manual (staff work from pick lists)"
+        API = "api", "API (WMS or 3PL)"
+
+    warehouse = models.OneToOneField(
+        "inventory.Warehouse", on_delete=models.CASCADE, related_name="connection"
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.MANUAL)
+    endpoint_url = models.URLField(blank=True)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.warehouse} ({self.mode})"
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_encrypted = encrypt(secret) if secret else ""
+
+    def get_secret(self) -> str:
+        return decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+    @property
+    def is_api(self) -> bool:
+        return self.mode == self.Mode.API and self.is_active and bool(self.endpoint_url)
+
+
+class FulfillmentRequest(models.Model):
+    """A message to an API warehouse about an order (send it, cancel it, new address), kept
+    until the warehouse accepted it: retried with backoff, never dropped."""
+
+    class Kind(models.TextChoices):
+        ORDER = "order", "Fulfil order"
+        CANCEL = "cancel", "Cancel order"
+        ADDRESS = "address", "Change address"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Accepted by the warehouse"
+        FAILED = "failed", "Failed: see error"
+        REFUSED = "refused", "Refused: already shipped"
+
+    order = models.ForeignKey(
+        "oms.Order", on_delete=models.CASCADE, related_name="fulfillment_requests"
+    )
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state="pending"),
+                name="fulfillment_request_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id} ({self.state})"
+
+
+class InboundEvent(models.Model):
+    """A call from a warehouse (shipment, stock snapshot, return receipt), once per event id."""
+
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20)
+    payload = models.JSONField()
+    outcome = models.CharField(max_length=500, blank=True)
+    ok = models.BooleanField(default=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["warehouse", "event_id"], name="inbound_event_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event_id}"
+
+
+class StockSnapshot(models.Model):
+    """A warehouse's own count of its stock, applied as counts, with the drift it showed."""
+
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    lines_total = models.PositiveIntegerField(default=0)
+    lines_drifted = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-taken_at"]
+
+    def __str__(self) -> str:
+        return f"{self.warehouse} {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class StockSnapshotLine(models.Model):
+    snapshot = models.ForeignKey(StockSnapshot, on_delete=models.CASCADE, related_name="lines")
+    sku_code = models.CharField(max_length=64)
+    counted = models.IntegerField()
+    system_on_hand = models.IntegerField(null=True)
+    difference = models.IntegerField(default=0)
+    problem = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["sku_code"]
+
+    def __str__(self) -> str:
+        return f"{self.sku_code}: {self.counted} ({self.difference:+d})"

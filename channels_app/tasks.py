@@ -128,3 +128,71 @@ def channels_reconcile_task() -> int:
         except ConnectorRetryableError:
             continue  # recorded in the sync log; the next run tries again
     return drifted
+
+
+@shared_task(bind=True, max_retries=8)
+def refund_send_task(self, refund_id: int) -> bool:
+    """Send a refund through its channel; retried with backoff, then marked failed."""
+    from channels_app.services.refunds import refund_give_up, refund_send
+
+    try:
+        return refund_send(refund_id=refund_id)
+    except ConnectorRetryableError as err:
+        if self.request.retries >= self.max_retries:
+            refund_give_up(refund_id=refund_id, error=str(err))
+            return False
+        delay = err.retry_after or min(600, 2 ** (self.request.retries + 1))
+        raise self.retry(exc=err, countdown=delay) from err
+    except ConnectorPermanentError as err:
+        refund_give_up(refund_id=refund_id, error=str(err))
+        return False
+
+
+@shared_task
+def channels_returns_import_task() -> int:
+    """Beat: import the returns each enabled channel reported."""
+    from channels_app.services.refunds import channel_returns_import
+
+    imported = 0
+    for channel in Channel.objects.filter(is_enabled=True):
+        try:
+            imported += channel_returns_import(channel=channel)
+        except ConnectorRetryableError:
+            continue
+    return imported
+
+
+@shared_task
+def refunds_sweep_task() -> int:
+    """Beat: re-send refunds still pending a while after they were queued (a lost nudge)."""
+    from returns.models import Refund
+
+    stale = Refund.objects.filter(
+        state=Refund.State.PENDING, created_at__lte=timezone.now() - timedelta(minutes=2)
+    ).values_list("pk", flat=True)[:500]
+    for pk in stale:
+        refund_send_task.delay(pk)
+    return len(stale)
+
+
+@shared_task
+def fulfillment_sync_order_task(order_id: int) -> int:
+    """Nudged after an order's status or address changes: tell its API warehouse."""
+    from channels_app.services.fulfillment import fulfillment_sync_order
+
+    return len(fulfillment_sync_order(order_id=order_id))
+
+
+@shared_task
+def fulfillment_sweep_task() -> int:
+    from channels_app.services.fulfillment import fulfillment_sweep
+
+    return fulfillment_sweep()
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def shipments_track_task() -> int:
+    """Beat: ask the carrier about every undelivered shipment not checked recently."""
+    from channels_app.services.tracking import shipments_track
+
+    return shipments_track()

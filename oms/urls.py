@@ -7,5 +7,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/inventory/", include("inventory.api.urls")),
+    path("webhooks/", include("channels_app.urls")),
+    path("api/warehouses/", include("channels_app.api.urls")),
+    path("api/orders/", include("oms.api.urls")),
+    path("api/returns/", include("returns.api.urls")),
     path("", include("oms.site_urls")),
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = {"shopify", "ebay", "walmart"}
+SERVICES = {"threepl", "carrier"}  # no listings or orders of their own
 
 
 def test_prints_one_line_per_simulator_and_serves_until_terminated() -> None:
@@ -33,7 +34,7 @@ def test_prints_one_line_per_simulator_and_serves_until_terminated() -> None:
     )
     try:
         urls: dict[str, str] = {}
-        while not KINDS.issubset(urls):
+        while not (KINDS | SERVICES).issubset(urls):
             line = process.stdout.readline()
             assert line, f"exited early: {process.stderr.read()}"
             word, kind, url = line.split()
@@ -45,6 +46,9 @@ def test_prints_one_line_per_simulator_and_serves_until_terminated() -> None:
             assert state["kind"] == kind
             assert state["orders"] == 3
             assert state["listings"] == 2
+        for kind in SERVICES:
+            with urllib.request.urlopen(f"{urls[kind]}/_sim/state", timeout=5) as response:
+                assert json.loads(response.read())["kind"] == kind
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import signal
 import threading
@@ -17,7 +18,30 @@ SIMULATORS = (
     ("shopify", "channels_app.simulators.shopify.ShopifySimulator"),
     ("ebay", "channels_app.simulators.ebay.EbaySimulator"),
     ("walmart", "channels_app.simulators.walmart.WalmartSimulator"),
+    ("threepl", "channels_app.simulators.threepl.ThreePLSimulator"),
+    ("carrier", "channels_app.simulators.carrier.CarrierSimulator"),
 )
+# Fulfilment services, not sales channels: no listings, seeded orders or shoppers.
+SERVICES = frozenset({"threepl", "carrier"})
+# Demo settings: a day of transit passes in a minute, and some of everything goes wrong.
+DEMO_CARRIER = {"time_scale": 1440.0, "late_share": 0.1, "lost_share": 0.03}
+DEMO_THREEPL = {
+    "late_share": 0.1,
+    "invalid_tracking_share": 0.05,
+    "split_share": 0.2,
+    "snapshot_drift": 0.1,
+}
+
+
+def _stock(text: str) -> dict[str, int]:
+    """``"A=3,B=5"`` -> ``{"A": 3, "B": 5}``."""
+    stock = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        sku, _, quantity = item.partition("=")
+        if not quantity.isdigit():
+            raise CommandError(f"--threepl-stock: {item!r} is not SKU=QTY")
+        stock[sku] = int(quantity)
+    return stock
 
 
 def load_simulator(dotted: str) -> type[SimulatorServer] | None:
@@ -64,6 +88,31 @@ class Command(BaseCommand):
             action="store_true",
             help="relax Amazon's order-search quota (0.0056/s) so a demo can poll every minute",
         )
+        parser.add_argument(
+            "--threepl-secret",
+            default="demo-3pl-secret",
+            help="the secret the 3PL signs with and checks (the warehouse's shared secret)",
+        )
+        parser.add_argument(
+            "--threepl-delay",
+            type=_seconds_range,
+            default=(2.0, 10.0),
+            metavar="MIN,MAX",
+            help="seconds the 3PL takes to pick and pack an order (drawn uniformly)",
+        )
+        parser.add_argument(
+            "--threepl-stock",
+            default="",
+            metavar="SKU=QTY,...",
+            help="what the 3PL holds at start (it reports this in its stock snapshots)",
+        )
+        parser.add_argument(
+            "--threepl-snapshot-every",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="how often the 3PL posts a stock snapshot (default: daily)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         skus = [code.strip() for code in options["skus"].split(",") if code.strip()] or None
@@ -72,17 +121,25 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        built: dict[str, tuple[int, SimulatorServer]] = {}
+        for offset, (kind, dotted) in enumerate(SIMULATORS):
+            simulator_class = load_simulator(dotted)
+            if simulator_class is not None:
+                built[kind] = (offset, simulator_class(**self._settings(kind, options)))
+        if "threepl" in built and "carrier" in built:
+            # The 3PL asks this carrier for labels, so the carrier can track its parcels.
+            built["threepl"][1].carrier = built["carrier"][1]
         running: list[SimulatorServer] = []
         try:
-            for offset, (kind, dotted) in enumerate(SIMULATORS):
-                simulator_class = load_simulator(dotted)
-                if simulator_class is None:
-                    continue
-                simulator = simulator_class(**self._limits(kind, options["demo_limits"]))
+            for kind, (offset, simulator) in built.items():
                 port = options["base_port"] + offset if options["base_port"] else 0
                 base_url = simulator.start(host=options["host"], port=port)
                 running.append(simulator)
-                self._populate(simulator, skus=skus, options=options)
+                if kind not in SERVICES:
+                    self._populate(simulator, skus=skus, options=options)
+                if kind == "threepl":
+                    for sku, quantity in _stock(options["threepl_stock"]).items():
+                        simulator.set_stock(sku, quantity)
                 self.stdout.write(f"SIMULATOR {kind} {base_url}")
                 self.stdout.flush()
             stop.wait()
@@ -91,8 +148,20 @@ class Command(BaseCommand):
                 simulator.stop()
 
     @staticmethod
-    def _limits(kind: str, relaxed: bool) -> dict[str, Any]:
-        if not (relaxed and kind == "amazon"):
+    def _settings(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments for one simulator."""
+        if kind == "threepl":
+            settings = {
+                **DEMO_THREEPL,
+                "secret": options["threepl_secret"],
+                "pick_delay": options["threepl_delay"],
+            }
+            if options["threepl_snapshot_every"]:
+                settings["snapshot_interval"] = options["threepl_snapshot_every"]
+            return settings
+        if kind == "carrier":
+            return dict(DEMO_CARRIER)
+        if not (options["demo_limits"] and kind == "amazon"):
             return {}
         from channels_app.simulators.amazon import AMAZON_RATE_LIMITS
 
@@ -109,3 +178,18 @@ class Command(BaseCommand):
             if not simulator.listings:
                 simulator.ensure_listings()
             simulator.start_shoppers(options["shopper_rate"], skus)
+
+
+def _seconds_range(value: str) -> tuple[float, float]:
+    """``MIN,MAX`` (or one number for a fixed delay) as seconds, 0 <= MIN <= MAX."""
+    try:
+        parts = [float(part) for part in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 0 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,MAX seconds with 0 <= MIN <= MAX: {value!r}"
+        )
+    return parts[0], parts[1]

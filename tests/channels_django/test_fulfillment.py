@@ -1,0 +1,184 @@
+"""The fulfillment loop over real HTTP: channel -> us -> 3PL -> us -> channel -> carrier."""
+
+import json
+import time
+
+import pytest
+from django.utils import timezone
+
+from channels_app.connectors.threepl import sign
+from channels_app.models import FulfillmentRequest, InboundEvent, StockSnapshot, WarehouseConnection
+from channels_app.services.fulfillment import fulfillment_sweep
+from channels_app.services.imports import channel_orders_import
+from channels_app.services.tracking import shipments_track
+from channels_app.simulators.carrier import CarrierSimulator
+from channels_app.simulators.threepl import ThreePLSimulator
+from inventory import services as stock
+from inventory.models import StockLevel, Warehouse
+from oms.models import Order, RoutingRule, Shipment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SECRET = "test-3pl-secret"
+
+
+def wait_for(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture
+def loop(world, live_server, settings):
+    carrier = CarrierSimulator(time_scale=400_000)
+    carrier.start()
+    threepl = ThreePLSimulator(
+        secret=SECRET, pick_delay=(0.2, 0.4), carrier=carrier, callback_backoff=(0.1, 0.5)
+    )
+    threepl.start()
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.CARRIER_TRACKING_URL = carrier.base_url
+    settings.TRACKING_POLL_MINUTES = 0
+    reno = Warehouse.objects.create(
+        code="reno", kind=Warehouse.Kind.THREE_PL, time_zone="America/Los_Angeles"
+    )
+    connection = WarehouseConnection(
+        warehouse=reno, mode="api", endpoint_url=threepl.base_url, is_active=True
+    )
+    connection.set_secret(SECRET)
+    connection.save()
+    stock.stock_receive(sku=world.sku, warehouse=reno, quantity=20)
+    threepl.set_stock("MUG", 20)
+    amazon = world.channels["amazon"]
+    RoutingRule.objects.filter(channel=amazon).delete()
+    RoutingRule.objects.create(channel=amazon, warehouse=reno, priority=1)
+    yield {"threepl": threepl, "carrier": carrier, "reno": reno, "amazon": amazon}
+    threepl.stop()
+    carrier.stop()
+
+
+def test_amazon_order_to_3pl_to_confirmation_to_delivery_without_a_manual_step(world, loop):
+    sim = world.sims["amazon"]
+    sim.create_order([("MUG", 2)])
+    channel_orders_import(channel=loop["amazon"])  # what beat's poll does
+    order = Order.objects.get(channel=loop["amazon"])
+    assert order.warehouse == loop["reno"]
+    assert order.status == "released"  # allocated, then released to the 3PL by itself
+    assert order.fulfillment_requests.get().state == "sent"
+    assert wait_for(
+        lambda: Shipment.objects.filter(order=order, confirmation_status="sent").exists()
+    )
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.source == "3pl"
+    [confirmed] = sim.shipments
+    assert confirmed["tracking_number"] == shipment.tracking_number
+    order.refresh_from_db()
+    assert order.status == "shipped"
+    level = StockLevel.objects.get(sku=world.sku, warehouse=loop["reno"])
+    assert (level.on_hand, level.reserved) == (18, 0)
+    time.sleep(1.5)  # the carrier moves the parcel along (time_scale)
+    shipments_track()  # what beat's tracking poll does
+    order.refresh_from_db()
+    assert order.status == "delivered"
+    shipment.refresh_from_db()
+    assert shipment.tracking_valid is True and shipment.delivered_at
+    assert shipment.tracking_events.filter(status="delivered").exists()
+
+
+def _post(client, url, body: dict, secret=SECRET, key="evt-1"):
+    raw = json.dumps(body).encode()
+    return client.post(
+        url,
+        data=raw,
+        content_type="application/json",
+        headers={"X-Signature": sign(secret, raw), "Idempotency-Key": key},
+    )
+
+
+def test_forged_callback_is_refused_and_duplicate_changes_nothing(client, world, loop):
+    world.sims["amazon"].create_order([("MUG", 1)])
+    loop["threepl"].configure(pick_delay=(60, 60))  # keep the 3PL from shipping by itself
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    body = {
+        "event_id": "evt-1",
+        "reference": order.reservation_reference,
+        "carrier_code": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "lines": [{"line_id": str(order.lines.get().pk), "quantity": 1}],
+    }
+    url = "/api/warehouses/reno/shipments/"
+    assert _post(client, url, body, secret="forged").status_code == 401
+    assert not Shipment.objects.exists()
+    first = _post(client, url, body)
+    assert first.status_code == 201, first.content
+    again = _post(client, url, body)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert Shipment.objects.count() == 1
+    assert InboundEvent.objects.count() == 1
+
+
+def test_forged_order_to_the_3pl_is_refused(world, loop):
+    from channels_app.connectors.base import ConnectorPermanentError
+    from channels_app.connectors.threepl import ThreePLClient
+
+    client = ThreePLClient(loop["threepl"].base_url, "not-the-secret")
+    with pytest.raises(ConnectorPermanentError):
+        client.send_order({"reference": "order:1", "lines": []}, idempotency_key="x")
+    client.close()
+
+
+def test_cancellation_racing_a_shipment_ends_in_a_clear_state(world, loop):
+    from oms.services.orders import order_cancel
+
+    loop["threepl"].configure(pick_delay=(60, 60))
+    world.sims["amazon"].create_order([("MUG", 3)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    loop["threepl"].ship_now(order.reservation_reference)  # the parcel leaves...
+    order_cancel(order=order, reason="buyer_request", actor="cs")  # ...as we cancel it
+    assert wait_for(
+        lambda: Order.objects.get(pk=order.pk).hold_reason == "already_shipped", seconds=10
+    )
+    order.refresh_from_db()
+    assert order.status == "on_hold"
+    assert "already shipped" in order.hold_detail or "shipped it" in order.hold_detail
+    # Either the 3PL refused our cancel ("already shipped"), or its shipment arrived first:
+    # both end with the order held for staff, never silently cancelled or shipped.
+    cancel = order.fulfillment_requests.filter(kind="cancel").first()
+    assert cancel is None or cancel.state == "refused"
+    level = StockLevel.objects.get(sku=world.sku, warehouse=loop["reno"])
+    assert level.on_hand == 17 and level.reserved == 0  # the units that left are booked out
+
+
+def test_3pl_down_for_a_while_loses_nothing(world, loop):
+    port = int(loop["threepl"].base_url.rsplit(":", 1)[1])
+    loop["threepl"].stop()
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    request = order.fulfillment_requests.get()
+    assert request.state == "pending" and request.attempts == 1 and request.last_error
+    loop["threepl"].start(port=port)
+    FulfillmentRequest.objects.update(next_attempt_at=timezone.now())
+    fulfillment_sweep()
+    request.refresh_from_db()
+    assert request.state == "sent"
+    assert order.reservation_reference in loop["threepl"].orders
+
+
+def test_stock_snapshot_becomes_counts_with_a_drift_report(client, world, loop):
+    body = {
+        "event_id": "snp-1",
+        "items": [{"sku": "MUG", "quantity": 18}, {"sku": "NOPE", "quantity": 1}],
+    }
+    response = _post(client, "/api/warehouses/reno/stock-snapshots/", body, key="snp-1")
+    assert response.status_code == 201
+    snapshot = StockSnapshot.objects.get()
+    assert (snapshot.lines_total, snapshot.lines_drifted) == (2, 2)
+    mug = snapshot.lines.get(sku_code="MUG")
+    assert (mug.system_on_hand, mug.counted, mug.difference) == (20, 18, -2)
+    assert "unknown SKU" in snapshot.lines.get(sku_code="NOPE").problem
+    assert StockLevel.objects.get(sku=world.sku, warehouse=loop["reno"]).on_hand == 18
