@@ -36,20 +36,19 @@ class ImportSummary:
 
 
 def listing_sku_resolver(channel: Channel):
-    """Seller SKU -> our SKU through the channel's listings, falling back to our SKU code."""
-    cache: dict[str, SKU | None] = {}
+    """Seller SKUs -> our SKUs through the channel's listings, falling back to our SKU code."""
 
-    def resolve(seller_sku: str) -> SKU | None:
-        if seller_sku not in cache:
-            listing = (
-                Listing.objects.filter(channel=channel, seller_sku=seller_sku)
-                .select_related("sku")
-                .first()
-            )
-            cache[seller_sku] = (
-                listing.sku if listing else SKU.objects.filter(code=seller_sku).first()
-            )
-        return cache[seller_sku]
+    def resolve(seller_skus: set[str]) -> dict[str, SKU]:
+        found = {
+            listing.seller_sku: listing.sku
+            for listing in Listing.objects.filter(
+                channel=channel, seller_sku__in=seller_skus
+            ).select_related("sku")
+        }
+        missing = seller_skus - found.keys()
+        if missing:
+            found.update({sku.code: sku for sku in SKU.objects.filter(code__in=missing)})
+        return found
 
     return resolve
 

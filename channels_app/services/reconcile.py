@@ -14,6 +14,7 @@ from channels_app.models import Channel, DriftRecord, Listing, PendingPush, Sync
 from inventory.exceptions import DomainError
 from inventory.models import Reservation
 from inventory.services import stock_count
+from oms.health.services import fba_inventory_figures_record
 from oms.models import FulfillmentModel
 
 from .connection import channel_connector, channel_health_record
@@ -109,6 +110,15 @@ def fba_inventory_refresh(*, channel: Channel) -> int:
         summaries = connector.fetch_fba_inventory()
     finally:
         connector.close()
+    fba_inventory_figures_record(
+        channel=channel,
+        summaries=summaries,
+        listed=dict(
+            Listing.objects.filter(channel=channel, state=Listing.State.ACTIVE).values_list(
+                "seller_sku", "sku_id"
+            )
+        ),
+    )
     listings = {
         listing.seller_sku: listing.sku
         for listing in Listing.objects.filter(channel=channel).select_related("sku")

@@ -31,6 +31,7 @@ from django.utils import timezone
 from channels_app import ratelimit
 from channels_app.connectors.base import ConnectorError, ConnectorRetryableError, InventoryUpdate
 from channels_app.models import Channel, Listing, PendingPush, PushLog, SyncLog
+from inventory.exceptions import DomainError
 from inventory.models import StockChange
 
 from .connection import channel_connector, channel_health_record
@@ -143,13 +144,18 @@ def _priority(quantity: int | None, shown: int | None) -> int:
 
 
 def listings_refresh(*, listings: list[Listing], force: bool = False) -> list[int]:
-    """Recompute the quantity of each listing and enqueue what changed; nudges the dispatcher
-    after commit. Returns the ids of the channels with new pushes."""
+    """Recompute the quantity of each listing and enqueue what changed, with its price and
+    handling time (they travel the same way); nudges the dispatcher after commit. Returns the
+    ids of the channels with new pushes."""
     explained = listing_quantities(listings)
     channels = set()
     for listing in listings:
         push = listing_push_enqueue(
-            listing=listing, quantity=explained[listing.pk].quantity, force=force
+            listing=listing,
+            quantity=explained[listing.pk].quantity,
+            price=listing.price,
+            handling_days=listing.handling_days,
+            force=force,
         )
         if push is not None:
             channels.add(listing.channel_id)
@@ -371,9 +377,26 @@ def _send_batch(connector, pushes: list[PendingPush], summary: DispatchSummary) 
 
 @transaction.atomic
 def push_retry(*, push: PendingPush) -> PendingPush:
-    """Staff retry of a failed push: due now, attempts reset."""
+    """Staff retry of a failed push: due now, attempts reset. Raises ``DomainError`` for a
+    push that has not failed (it is already on its way)."""
     push = PendingPush.objects.select_for_update().get(pk=push.pk)
+    if push.state != PendingPush.State.FAILED:
+        raise DomainError(
+            f"The push to {push.listing} has not failed: it is {push.get_state_display()}.",
+            code="push_not_failed",
+        )
     push.state, push.attempts, push.next_attempt_at = PendingPush.State.PENDING, 0, timezone.now()
     push.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
     transaction.on_commit(partial(_nudge_dispatch, [push.channel_id]))
     return push
+
+
+def channel_listings_refresh(*, channel: Channel) -> list[int]:
+    """After a channel's quantity policy changed: recompute and push all its listings."""
+    listings = list(
+        Listing.objects.filter(channel=channel, state=Listing.State.ACTIVE)
+        .exclude(fulfillment_model="FBA")
+        .select_related("channel", "sku", "channel__fba_warehouse")
+    )
+    with transaction.atomic():
+        return listings_refresh(listings=listings)
