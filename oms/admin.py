@@ -997,3 +997,6 @@ class DeadlineAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="channel")
     def channel(self, obj: DeadlineAlert) -> str:
         return str(obj.order.channel)
+
+
+from oms import admin_health  # noqa: E402,F401  (account health admin; registers itself)

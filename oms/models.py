@@ -228,7 +228,6 @@ class Order(models.Model):
             models.Index(
                 fields=["external_id"], opclasses=["varchar_pattern_ops"], name="order_external_idx"
             ),
-            models.Index(Upper("buyer_name"), name="order_buyer_name_ci_idx"),
             models.Index(Upper("buyer_email"), name="order_buyer_email_ci_idx"),
             models.Index(fields=["fulfillment_model", "-purchased_at"], name="order_model_idx"),
             models.Index(fields=["ship_by"], name="order_ship_by_idx"),
@@ -469,3 +468,262 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.shipment_id} {self.status} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+# =============================================================================================
+# Account health (``oms.health``): defects recorded per order, the thresholds each metric is
+# held to, daily snapshots of every metric, the alerts raised from them, Amazon's own figures
+# to check ours against, and the FBA stock figures Amazon reports.
+# =============================================================================================
+
+
+class HealthMetric(models.TextChoices):
+    ORDER_DEFECT_RATE = "order_defect_rate", "Order defect rate"
+    LATE_SHIPMENT_RATE_10 = "late_shipment_rate_10", "Late shipment rate (10 days)"
+    LATE_SHIPMENT_RATE_30 = "late_shipment_rate_30", "Late shipment rate (30 days)"
+    CANCELLATION_RATE = "cancellation_rate", "Pre-fulfillment cancellation rate"
+    VALID_TRACKING_RATE = "valid_tracking_rate", "Valid tracking rate"
+    ON_TIME_DELIVERY_RATE = "on_time_delivery_rate", "On-time delivery rate"
+    LATE_RETURN_ANSWER_RATE = "late_return_answer_rate", "Late answers to return requests"
+    FBA_UNITS = "fba_units", "FBA units held by Amazon"
+    FBA_DAYS_OF_COVER = "fba_days_of_cover", "FBA days of cover"
+    FBA_UNFULFILLABLE = "fba_unfulfillable", "FBA unfulfillable units"
+    FBA_STRANDED = "fba_stranded", "FBA stranded units"
+
+
+class Comparison(models.TextChoices):
+    """How a metric's rate must stand against its threshold to be in good standing."""
+
+    LESS_THAN = "lt", "below"
+    AT_MOST = "lte", "at most"
+    GREATER_THAN = "gt", "above"
+    AT_LEAST = "gte", "at least"
+
+
+class OrderDefect(models.Model):
+    """An A-to-z claim, chargeback or negative feedback on an order: counts in the order
+    defect rate until ``removed_at`` (claim denied, feedback removed)."""
+
+    class Kind(models.TextChoices):
+        A_TO_Z_CLAIM = "a_to_z_claim", "A-to-z Guarantee claim"
+        CHARGEBACK = "chargeback", "Chargeback"
+        NEGATIVE_FEEDBACK = "negative_feedback", "Negative feedback (1-2 stars)"
+
+    class Source(models.TextChoices):
+        IMPORTED = "imported", "Imported from the channel"
+        STAFF = "staff", "Entered by staff"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="defects")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    opened_at = models.DateTimeField(help_text="When the buyer opened the claim or left feedback.")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.STAFF)
+    external_id = models.CharField(
+        max_length=100, blank=True, help_text="The channel's claim or feedback id."
+    )
+    note = models.CharField(max_length=500, blank=True)
+    removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Claim denied or feedback removed: no longer counts."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "kind"], name="order_defect_once_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order} {self.kind}"
+
+
+class MetricThreshold(models.Model):
+    """The level a metric must stay within for one program (and one channel, or all), and how
+    much headroom is left before the seller wants an alert."""
+
+    metric = models.CharField(max_length=30, choices=HealthMetric.choices)
+    program = models.CharField(max_length=3, choices=FulfillmentModel.choices)
+    channel = models.ForeignKey(
+        SalesChannel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Blank: every channel without its own threshold.",
+    )
+    threshold = models.DecimalField(max_digits=7, decimal_places=5, help_text="A rate: 0.01 is 1%.")
+    comparison = models.CharField(max_length=3, choices=Comparison.choices)
+    warn_headroom = models.PositiveIntegerField(
+        default=5,
+        help_text="Alert when fewer than this many more bad orders (or shipments) would "
+        "breach the threshold.",
+    )
+    alert_email = models.EmailField(
+        blank=True, help_text="Where alerts go; blank: the health alert recipients."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["metric", "program", "channel"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "program", "channel"],
+                condition=Q(channel__isnull=False),
+                name="metric_threshold_once_per_channel",
+            ),
+            models.UniqueConstraint(
+                fields=["metric", "program"],
+                condition=Q(channel__isnull=True),
+                name="metric_threshold_one_default",
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0) & Q(threshold__lte=1),
+                name="metric_threshold_is_a_rate",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.channel or "all channels"
+        return f"{self.get_metric_display()} {self.program} ({where}): {self.threshold}"
+
+
+class MetricSnapshot(models.Model):
+    """One metric for one channel and program as of the end of ``day`` (UTC); today's row is
+    refreshed through the day and holds the latest live figure."""
+
+    day = models.DateField()
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="+")
+    program = models.CharField(max_length=3, choices=FulfillmentModel.choices)
+    metric = models.CharField(max_length=30, choices=HealthMetric.choices)
+    numerator = models.BigIntegerField(default=0)
+    denominator = models.BigIntegerField(default=0)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.DecimalField(max_digits=7, decimal_places=5, null=True, blank=True)
+    comparison = models.CharField(max_length=3, choices=Comparison.choices, blank=True)
+    status = models.CharField(max_length=10, blank=True)
+    headroom = models.IntegerField(null=True, blank=True)
+    at_risk = models.IntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "channel", "program", "metric"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "channel", "program", "metric"], name="metric_snapshot_once"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="metric_snapshot_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id} {self.program} {self.metric}: {self.value}"
+
+
+class HealthAlert(models.Model):
+    """A metric's headroom fell below its alert level: raised once per crossing, resolved
+    when the headroom recovers; the next fall is a new crossing."""
+
+    class Level(models.TextChoices):
+        WARNING = "warning", "Headroom below the alert level"
+        BREACHED = "breached", "Threshold breached"
+
+    metric = models.CharField(max_length=30, choices=HealthMetric.choices)
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="+")
+    program = models.CharField(max_length=3, choices=FulfillmentModel.choices)
+    crossing = models.PositiveIntegerField(
+        help_text="1 the first time this metric fell below its alert level, 2 the next..."
+    )
+    level = models.CharField(max_length=10, choices=Level.choices)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.DecimalField(max_digits=7, decimal_places=5)
+    headroom = models.IntegerField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    raised_at = models.DateTimeField()
+    breached_at = models.DateTimeField(null=True, blank=True)
+    emailed_to = models.CharField(max_length=500, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "channel", "program", "crossing"],
+                name="health_alert_once_per_crossing",
+            ),
+            models.UniqueConstraint(
+                fields=["metric", "channel", "program"],
+                condition=Q(resolved_at__isnull=True),
+                name="health_alert_one_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} {self.program} {self.metric} #{self.crossing} {self.level}"
+
+
+class HealthReportCheck(models.Model):
+    """Our figure for one metric over the channel's own reporting window, beside the figure
+    the channel reported (Amazon's seller performance report)."""
+
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="+")
+    metric = models.CharField(max_length=30, choices=HealthMetric.choices)
+    fulfillment = models.CharField(
+        max_length=3, help_text="Amazon's split: mfn (merchant, FBM + SFP) or afn (FBA)."
+    )
+    date_from = models.DateTimeField()
+    date_to = models.DateTimeField()
+    our_numerator = models.BigIntegerField()
+    our_denominator = models.BigIntegerField()
+    our_value = models.FloatField(null=True, blank=True)
+    their_numerator = models.BigIntegerField(null=True, blank=True)
+    their_denominator = models.BigIntegerField(null=True, blank=True)
+    their_value = models.FloatField(null=True, blank=True)
+    their_status = models.CharField(max_length=10, blank=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-checked_at", "channel", "metric"]
+        indexes = [models.Index(fields=["-checked_at"], name="health_report_check_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} {self.metric} {self.fulfillment} {self.checked_at:%Y-%m-%d}"
+
+    @property
+    def difference(self) -> float | None:
+        """Our rate minus the channel's, or ``None`` when either is missing."""
+        if self.our_value is None or self.their_value is None:
+            return None
+        return self.our_value - self.their_value
+
+
+class FbaInventoryFigure(models.Model):
+    """What Amazon last reported holding for one seller SKU (FBA inventory summaries)."""
+
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="+")
+    seller_sku = models.CharField(max_length=100)
+    sku = models.ForeignKey(SKU, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    fulfillable = models.IntegerField(default=0)
+    inbound = models.IntegerField(default=0)
+    reserved = models.IntegerField(default=0)
+    unfulfillable = models.IntegerField(default=0)
+    listed = models.BooleanField(
+        default=True, help_text="An active offer sells it; units held without one are stranded."
+    )
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "FBA inventory figure"
+        ordering = ["channel", "seller_sku"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "seller_sku"], name="fba_figure_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}:{self.seller_sku} {self.fulfillable} fulfillable"
+
+    @property
+    def stranded(self) -> int:
+        return 0 if self.listed else self.fulfillable

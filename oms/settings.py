@@ -8,6 +8,7 @@ production sets ``DEBUG=0``, a real ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATABAS
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -136,6 +137,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "oms.models.OrderStatus",
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
+        "ReturnStatusEnum": "returns.models.ReturnStatus",
+        "RefundStateEnum": "returns.models.Refund.State",
     },
 }
 
@@ -189,9 +192,33 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels_app.tasks.channels_reconcile_task",
         "schedule": env.int("RECONCILE_EVERY_SECONDS", default=900),
     },
+    "fulfillment-sweep": {
+        "task": "channels_app.tasks.fulfillment_sweep_task",
+        "schedule": env.float("FULFILLMENT_SWEEP_EVERY_SECONDS", default=10.0),
+    },
+    "shipments-track": {
+        "task": "channels_app.tasks.shipments_track_task",
+        "schedule": env.int("TRACKING_TICK_SECONDS", default=60),
+    },
     "shipment-confirmations-sweep": {
         "task": "channels_app.tasks.shipment_confirmations_sweep_task",
         "schedule": 60,
+    },
+    "channels-returns-import": {
+        "task": "channels_app.tasks.channels_returns_import_task",
+        "schedule": env.int("RETURNS_IMPORT_EVERY_SECONDS", default=900),
+    },
+    "refunds-sweep": {
+        "task": "channels_app.tasks.refunds_sweep_task",
+        "schedule": 120,
+    },
+    "return-answer-alerts": {
+        "task": "returns.tasks.return_answer_alerts_task",
+        "schedule": 600,
+    },
+    "return-late-answers-daily": {
+        "task": "returns.tasks.late_answers_record_task",
+        "schedule": crontab(minute=5, hour=0),
     },
     "order-backorders-retry": {
         "task": "oms.tasks.order_backorders_retry_task",
@@ -200,6 +227,18 @@ CELERY_BEAT_SCHEDULE = {
     "order-deadline-alerts": {
         "task": "oms.tasks.order_deadline_alerts_task",
         "schedule": env.int("DEADLINE_ALERTS_EVERY_SECONDS", default=300),
+    },
+    "health-check": {
+        "task": "oms.tasks.health_check_task",
+        "schedule": env.int("HEALTH_CHECK_EVERY_SECONDS", default=300),
+    },
+    "health-snapshots-daily": {
+        "task": "oms.tasks.health_snapshots_daily_task",
+        "schedule": crontab(minute=10, hour=0),
+    },
+    "health-reports-check": {
+        "task": "oms.tasks.health_reports_check_task",
+        "schedule": crontab(minute=30, hour=6),
     },
 }
 
@@ -216,6 +255,24 @@ OMS_DEADLINE_ALERT_LEAD_MINUTES = env.int("OMS_DEADLINE_ALERT_LEAD_MINUTES", def
 OMS_AT_RISK_MINUTES = env.int("OMS_AT_RISK_MINUTES", default=120)
 # Task nudged (by name) after a shipment is recorded, to confirm it on the channel.
 OMS_SHIPMENT_CONFIRMATION_TASK = "channels_app.tasks.shipment_confirm_task"
+# Task nudged (by name) after an order's status or address changes, to tell its warehouse.
+OMS_ORDER_CHANGED_TASK = "channels_app.tasks.fulfillment_sync_order_task"
+# Carrier tracking: how long a number may be unknown to the carrier before it is flagged.
+TRACKING_UNKNOWN_AFTER_HOURS = env.int("TRACKING_UNKNOWN_AFTER_HOURS", default=24)
+CARRIER_TRACKING_URL = env.str("CARRIER_TRACKING_URL", default="")
+TRACKING_POLL_MINUTES = env.int("TRACKING_POLL_MINUTES", default=30)
+# Where warehouses reach our API (callback URLs sent with each order).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+# Returns
+RETURNS_RESPONSE_HOURS = 48
+RETURNS_ALERT_BEFORE_HOURS = env.int("RETURNS_ALERT_BEFORE_HOURS", default=12)
+RETURNS_QUARANTINE_WAREHOUSE = env.str("RETURNS_QUARANTINE_WAREHOUSE", default="")
+RETURNS_CONTACT_EMAIL = env.str("RETURNS_CONTACT_EMAIL", default="")
+RETURNS_REFUND_TASK = "channels_app.tasks.refund_send_task"
+
+# Account health: the channel's own report, fetched by the channel layer.
+OMS_HEALTH_REPORT_FETCHER = "channels_app.services.account_health.channel_account_health"
 
 # Channels
 RATE_LIMIT_REDIS_URL = env.str(
