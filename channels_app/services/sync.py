@@ -209,7 +209,7 @@ def _claim(channel_id: int, limit: int) -> list[PendingPush]:
     now = timezone.now()
     with transaction.atomic():
         pushes = list(
-            PendingPush.objects.select_for_update(skip_locked=True)
+            PendingPush.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 channel_id=channel_id, state=PendingPush.State.PENDING, next_attempt_at__lte=now
             )
@@ -235,8 +235,9 @@ def _backoff(attempts: int) -> timedelta:
 
 @transaction.atomic
 def _settle(push: PendingPush, *, ok: bool, error: str, retryable: bool, retry_after=None) -> str:
-    current = PendingPush.objects.select_for_update().filter(pk=push.pk).first()
+    # The listing first, then its push: the same order as ``listing_push_enqueue``.
     listing = Listing.objects.select_for_update().get(pk=push.listing_id)
+    current = PendingPush.objects.select_for_update().filter(pk=push.pk).first()
     now = timezone.now()
     if ok:
         listing.last_pushed_quantity = push.quantity

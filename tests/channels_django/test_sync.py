@@ -1,5 +1,6 @@
 """Real-time inventory sync over real HTTP: outbox -> pending pushes -> channel simulators."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -59,10 +60,10 @@ def test_coalescing_while_rate_limited_sends_a_handful_and_the_final_value(world
     assert 1 <= sent <= 3
     push = PendingPush.objects.get(listing=world.listings["ebay"])
     assert push.quantity == 110
-    # once the bucket refills, the latest value goes out
-    from channels_app.models import RateLimitBucket
-
-    RateLimitBucket.objects.update(tokens=1)
+    # once the channel allows calls again, the latest value goes out
+    channel.rate_per_second, channel.burst = 100, 10
+    channel.save()
+    time.sleep(0.1)  # the bucket refills at the new rate
     pushes_dispatch(channel=channel)
     assert world.sims["ebay"].shown_quantity("MUG") == 110
     assert PushLog.objects.filter(listing=world.listings["ebay"], state="superseded").count() >= 90
