@@ -403,7 +403,11 @@ def return_inspect(
     quarantine warehouse as restock target.
     """
     return_request = _lock(return_line.return_request_id)
-    line = ReturnLine.objects.select_for_update(of=("self",)).select_related("sku").get(pk=return_line.pk)
+    line = (
+        ReturnLine.objects.select_for_update(of=("self",))
+        .select_related("sku")
+        .get(pk=return_line.pk)
+    )
     waiting = line.quantity_received - line.quantity_inspected
     if not isinstance(quantity, int) or quantity <= 0 or quantity > waiting:
         raise ReturnError(

@@ -39,7 +39,9 @@ def shipment_tracking_record(
     scan marks the shipment delivered, and the order once all its shipments are.
     """
     now = now or timezone.now()
-    shipment = Shipment.objects.select_for_update(of=("self",)).select_related("order").get(pk=shipment.pk)
+    shipment = (
+        Shipment.objects.select_for_update(of=("self",)).select_related("order").get(pk=shipment.pk)
+    )
     shipment.last_tracked_at = now
     fields = ["last_tracked_at"]
     if not known:

@@ -36,8 +36,21 @@ def worker():
         "DJANGO_SETTINGS_MODULE": "oms.settings",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "oms", "worker", "--pool=solo", "-Q", queue,
-         "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "oms",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "--loglevel=INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
