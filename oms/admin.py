@@ -1000,3 +1000,9 @@ class DeadlineAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 from oms import admin_health  # noqa: E402,F401  (account health admin; registers itself)
+
+admin.site.site_header = "Order management back office"
+admin.site.site_title = "Back office"
+admin.site.index_title = "Operations"
+# The tables here are wide (badges, countdowns, health); the app list is on the front page.
+admin.site.enable_nav_sidebar = False

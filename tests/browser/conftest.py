@@ -86,5 +86,5 @@ def admin_page(page, live_server, admin_user):
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
-    assert "Site administration" in page.title()
+    assert "Operations" in page.title()
     return page
