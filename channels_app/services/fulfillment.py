@@ -114,7 +114,12 @@ def fulfillment_sync_order(*, order_id: int) -> list[FulfillmentRequest]:
     if order is None or api_connection(order.warehouse) is None:
         return []
     if order.status == S.ALLOCATED:
-        order = order_release_to_warehouse(order=order, actor=f"auto: {order.warehouse.code}")
+        # A nudge and the sweep may both get here: only the first releases it.
+        with transaction.atomic():
+            locked = Order.objects.select_for_update().get(pk=order.pk)
+            if locked.status == S.ALLOCATED:
+                order_release_to_warehouse(order=locked, actor=f"auto: {order.warehouse.code}")
+        order.refresh_from_db()
     sent_order = order.fulfillment_requests.filter(kind=FulfillmentRequest.Kind.ORDER).first()
     if order.status in AT_WAREHOUSE and sent_order is None:
         _request(order, FulfillmentRequest.Kind.ORDER, f"order:{order.pk}", order_payload(order))

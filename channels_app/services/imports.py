@@ -69,9 +69,12 @@ def import_error_record(*, channel: Channel, external_id: str, raw: dict, reason
         )
 
 
-def order_record_import(*, channel: Channel, record: OrderRecord, resolver=None) -> str:
-    """Ingest one mapped record; a refusal becomes an import error. Returns the outcome:
-    ``created``, ``updated``, ``unchanged`` or ``failed``."""
+def order_record_import(
+    *, channel: Channel, record: OrderRecord, resolver=None, open_errors: set[str] | None = None
+) -> str:
+    """Ingest one mapped record; a refusal becomes an import error, and a success resolves
+    the record's open import error (``open_errors``: the ids known to have one, so a poll
+    does not look for each). Returns ``created``, ``updated``, ``unchanged`` or ``failed``."""
     try:
         with transaction.atomic():
             result = order_ingest(
@@ -94,9 +97,10 @@ def order_record_import(*, channel: Channel, record: OrderRecord, resolver=None)
             reason=f"unexpected error: {err!r}",
         )
         return "failed"
-    OrderImportError.objects.filter(
-        channel=channel, external_id=record.channel_order_id, resolved_at__isnull=True
-    ).update(resolved_at=timezone.now())
+    if open_errors is None or record.channel_order_id in open_errors:
+        OrderImportError.objects.filter(
+            channel=channel, external_id=record.channel_order_id, resolved_at__isnull=True
+        ).update(resolved_at=timezone.now())
     if result.created:
         return "created"
     return "updated" if result.changed else "unchanged"
@@ -117,11 +121,18 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
     cursor = channel.orders_cursor or started - timedelta(days=settings.CHANNEL_IMPORT_INITIAL_DAYS)
     summary = ImportSummary()
     resolver = listing_sku_resolver(channel)
+    open_errors = set(
+        OrderImportError.objects.filter(channel=channel, resolved_at__isnull=True).values_list(
+            "external_id", flat=True
+        )
+    )
     connector = channel_connector(channel)
     try:
         for page in connector.fetch_orders(updated_after=cursor - overlap):
             for record in page.records:
-                outcome = order_record_import(channel=channel, record=record, resolver=resolver)
+                outcome = order_record_import(
+                    channel=channel, record=record, resolver=resolver, open_errors=open_errors
+                )
                 setattr(summary, outcome, getattr(summary, outcome) + 1)
             for reject in page.rejects:
                 import_error_record(
