@@ -44,6 +44,9 @@ class Channel(SalesChannel):
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    dispatching_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A dispatcher is sending pushes."
+    )
 
     # Quantity policy (each listing may override): what share of available stock to show.
     safety_buffer = models.PositiveIntegerField(

@@ -87,7 +87,7 @@ def pushes_dispatch_task(channel_id: int) -> int:
         return 0
     summary = pushes_dispatch(channel=channel)
     if summary.waiting_for_rate_limit:
-        pushes_dispatch_task.apply_async((channel_id,), countdown=1)
+        pushes_dispatch_task.apply_async((channel_id,), countdown=summary.retry_in)
     return summary.sent
 
 

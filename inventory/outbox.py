@@ -9,6 +9,7 @@ a consumer (also swept periodically) takes them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from django.conf import settings
 from django.db import transaction
@@ -29,11 +30,32 @@ def record_stock_change(pairs: Iterable[tuple[int, int]]) -> None:
 
 
 def _nudge() -> None:
-    nudge_task(settings.INVENTORY_STOCK_CHANGE_TASK)
+    nudge_task(settings.INVENTORY_STOCK_CHANGE_TASK, coalesce_ms=200)
 
 
-def nudge_task(name: str, *args) -> None:
+def nudge_task(name: str, *args, coalesce_ms: int = 0) -> None:
     """Queue the task registered under the dotted ``name`` (lower layers name the upper
-    layers' tasks in settings instead of importing them)."""
-    task = import_string(name)
-    task.delay(*args)
+    layers' tasks in settings instead of importing them).
+
+    With ``coalesce_ms`` and Redis configured, a nudge with the same name and arguments
+    already queued in that window is enough: under load one task then serves many commits
+    instead of a thousand queuing up. The periodic sweeps cover the rare change a nudge
+    skipped this way.
+    """
+    if coalesce_ms and not _first_in_window(f"nudge:{name}:{args}", coalesce_ms):
+        return
+    import_string(name).delay(*args)
+
+
+def _first_in_window(key: str, window_ms: int) -> bool:
+    url = getattr(settings, "RATE_LIMIT_REDIS_URL", "")
+    if not url:
+        return True
+    return bool(_redis(url).set(key, 1, nx=True, px=window_ms))
+
+
+@cache
+def _redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)

@@ -208,6 +208,16 @@ class AmazonConnector(ChannelConnector):
 
     # ----- ChannelConnector ----------------------------------------------------------
 
+    def requests_for(self, *, due: int) -> int:
+        # Up to the feed threshold every update is its own patchListingsItem request;
+        # beyond it the whole backlog goes in one feed (one createFeed request).
+        return 1 if due > self._feed_threshold else min(due, self.burst)
+
+    def push_plan(self, *, due: int, requests: int) -> int:
+        if due > self._feed_threshold and requests >= 1:
+            return min(due, self.max_batch_size)
+        return min(due, requests, self._feed_threshold)
+
     def map_order(self, raw: dict[str, Any]) -> OrderRecord:
         return map_order(raw, default_currency=self._currency)
 

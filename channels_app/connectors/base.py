@@ -223,6 +223,16 @@ class ChannelConnector(abc.ABC):
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
 
+    def push_plan(self, *, due: int, requests: int) -> int:
+        """How many of ``due`` updates one ``push_inventory`` call may carry when the rate
+        limit allows ``requests`` API requests now (each request carries
+        ``max_batch_size`` updates unless a connector says otherwise)."""
+        return min(due, requests * self.max_batch_size)
+
+    def requests_for(self, *, due: int) -> int:
+        """API requests needed to send ``due`` updates (at most ``burst`` worth)."""
+        return -(-min(due, self.max_batch_size * self.burst) // self.max_batch_size)
+
     @abc.abstractmethod
     def test_connection(self) -> str:
         """Authenticate and make one cheap read; return a short human description."""

@@ -61,16 +61,22 @@ def serving_warehouses(channel: Channel, fulfillment_model: str) -> list[Warehou
 
 
 def sales_rate_per_second(sku_ids: Iterable[int]) -> dict[int, float]:
-    """Units per second each SKU sold on all channels over the recent window."""
-    window = timedelta(minutes=settings.SYNC_VELOCITY_WINDOW_MINUTES)
-    rows = (
-        OrderLine.objects.filter(
-            sku_id__in=list(sku_ids), order__purchased_at__gte=timezone.now() - window
+    """Units per second each SKU sold on all channels: the higher of the rate over the last
+    few minutes (so a burst counts at once) and over the longer window."""
+    sku_ids = list(sku_ids)
+    now = timezone.now()
+    rates: dict[int, float] = {}
+    for minutes in (settings.SYNC_VELOCITY_BURST_MINUTES, settings.SYNC_VELOCITY_WINDOW_MINUTES):
+        window = timedelta(minutes=minutes)
+        rows = (
+            OrderLine.objects.filter(sku_id__in=sku_ids, order__purchased_at__gte=now - window)
+            .values("sku_id")
+            .annotate(units=Sum("quantity"))
         )
-        .values("sku_id")
-        .annotate(units=Sum("quantity"))
-    )
-    return {row["sku_id"]: row["units"] / window.total_seconds() for row in rows}
+        for row in rows:
+            rate = row["units"] / window.total_seconds()
+            rates[row["sku_id"]] = max(rates.get(row["sku_id"], 0.0), rate)
+    return rates
 
 
 def _apply_rules(

@@ -16,8 +16,8 @@ a listing never receives an older value after a newer one.
 from __future__ import annotations
 
 import logging
-import math
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +26,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app import ratelimit
@@ -33,6 +34,7 @@ from channels_app.connectors.base import ConnectorError, ConnectorRetryableError
 from channels_app.models import Channel, Listing, PendingPush, PushLog, SyncLog
 from inventory.exceptions import DomainError
 from inventory.models import StockChange
+from inventory.outbox import nudge_task
 
 from .connection import channel_connector, channel_health_record
 from .policy import listing_quantities, listings_for_skus
@@ -43,10 +45,8 @@ BACKOFF_CAP_SECONDS = 300.0
 
 
 def _nudge_dispatch(channel_ids: list[int]) -> None:
-    from channels_app.tasks import pushes_dispatch_task
-
     for channel_id in channel_ids:
-        pushes_dispatch_task.delay(channel_id)
+        nudge_task("channels_app.tasks.pushes_dispatch_task", channel_id, coalesce_ms=200)
 
 
 @transaction.atomic
@@ -150,11 +150,19 @@ def listings_refresh(*, listings: list[Listing], force: bool = False) -> list[in
     explained = listing_quantities(listings)
     channels = set()
     for listing in listings:
+        # Price and handling time go out only when they changed: each costs the channel
+        # an extra call, and a stock change must not wait behind them.
+        price = listing.price if listing.price != listing.last_pushed_price else None
+        handling = (
+            listing.handling_days
+            if listing.handling_days != listing.last_pushed_handling_days
+            else None
+        )
         push = listing_push_enqueue(
             listing=listing,
             quantity=explained[listing.pk].quantity,
-            price=listing.price,
-            handling_days=listing.handling_days,
+            price=price,
+            handling_days=handling,
             force=force,
         )
         if push is not None:
@@ -194,6 +202,7 @@ class DispatchSummary:
     failed: int = 0
     retried: int = 0
     waiting_for_rate_limit: bool = False
+    retry_in: float = 1.0
 
 
 def _reclaim_expired_leases(channel_id: int) -> None:
@@ -208,23 +217,24 @@ def _reclaim_expired_leases(channel_id: int) -> None:
 def _claim(channel_id: int, limit: int) -> list[PendingPush]:
     now = timezone.now()
     with transaction.atomic():
-        pushes = list(
+        ids = list(
             PendingPush.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 channel_id=channel_id, state=PendingPush.State.PENDING, next_attempt_at__lte=now
             )
             .order_by("priority", "next_attempt_at", "pk")
-            .select_related("listing")[:limit]
+            .values_list("pk", flat=True)[:limit]
         )
-        lease = now + timedelta(seconds=settings.SYNC_PUSH_LEASE_SECONDS)
-        for push in pushes:
-            push.state, push.claimed_version, push.lease_until = (
-                PendingPush.State.IN_FLIGHT,
-                push.version,
-                lease,
-            )
-        PendingPush.objects.bulk_update(pushes, ["state", "claimed_version", "lease_until"])
-    return pushes
+        PendingPush.objects.filter(pk__in=ids).update(
+            state=PendingPush.State.IN_FLIGHT,
+            claimed_version=F("version"),
+            lease_until=now + timedelta(seconds=settings.SYNC_PUSH_LEASE_SECONDS),
+        )
+    return list(
+        PendingPush.objects.filter(pk__in=ids)
+        .select_related("listing")
+        .order_by("priority", "next_attempt_at", "pk")
+    )
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -295,21 +305,41 @@ def _settle(push: PendingPush, *, ok: bool, error: str, retryable: bool, retry_a
     return "failed" if final else "retried"
 
 
-def pushes_dispatch(*, channel: Channel, max_batches: int = 50) -> DispatchSummary:
+DISPATCH_BUDGET_SECONDS = 10.0
+DISPATCH_LEASE_SECONDS = 120
+
+
+def _dispatch_lease(channel_id: int) -> bool:
+    """One dispatcher per channel at a time (a lease on the channel row, not a long lock):
+    a second nudge for a channel being served returns at once instead of taking a worker."""
+    now = timezone.now()
+    return bool(
+        Channel.objects.filter(pk=channel_id)
+        .filter(Q(dispatching_until__isnull=True) | Q(dispatching_until__lt=now))
+        .update(dispatching_until=now + timedelta(seconds=DISPATCH_LEASE_SECONDS))
+    )
+
+
+def pushes_dispatch(
+    *, channel: Channel, budget_seconds: float = DISPATCH_BUDGET_SECONDS
+) -> DispatchSummary:
     """Send the channel's due pushes within its rate limit; see the module docstring.
 
-    Returns what happened; ``waiting_for_rate_limit`` means pushes remain that the bucket
-    did not allow yet (the caller re-schedules itself).
+    Never waits for the rate limit: it sends what the bucket allows now and stops, and
+    ``waiting_for_rate_limit`` tells the caller to come back (in ``retry_in`` seconds). Runs
+    for at most ``budget_seconds``, so one busy channel cannot hold a worker.
     """
     summary = DispatchSummary()
+    if not _dispatch_lease(channel.pk):
+        return summary
     _reclaim_expired_leases(channel.pk)
     connector = channel_connector(channel)
     rate = channel.rate_per_second or connector.rate_per_second
     burst = channel.burst or connector.burst
-    batch_size = max(1, connector.max_batch_size)
     started = timezone.now()
+    deadline = time.monotonic() + budget_seconds
     try:
-        for _ in range(max_batches):
+        while time.monotonic() < deadline:
             due = PendingPush.objects.filter(
                 channel_id=channel.pk,
                 state=PendingPush.State.PENDING,
@@ -317,18 +347,25 @@ def pushes_dispatch(*, channel: Channel, max_batches: int = 50) -> DispatchSumma
             ).count()
             if not due:
                 break
-            requests_wanted = math.ceil(min(due, batch_size * burst) / batch_size)
             grant = ratelimit.take(
-                key=f"channel:{channel.pk}", rate=rate, burst=burst, want=requests_wanted
+                key=f"channel:{channel.pk}",
+                rate=rate,
+                burst=burst,
+                want=min(burst, connector.requests_for(due=due)),
             )
             if not grant.granted:
                 summary.waiting_for_rate_limit = True
+                summary.retry_in = max(grant.wait_seconds, 0.2)
                 break
-            pushes = _claim(channel.pk, grant.granted * batch_size)
-            for start in range(0, len(pushes), batch_size):
-                _send_batch(connector, pushes[start : start + batch_size], summary)
+            pushes = _claim(channel.pk, connector.push_plan(due=due, requests=grant.granted))
+            if not pushes:
+                break
+            _send_batch(connector, pushes, summary)
+        else:
+            summary.waiting_for_rate_limit = True
     finally:
         connector.close()
+        Channel.objects.filter(pk=channel.pk).update(dispatching_until=None)
     if summary.sent or summary.failed or summary.retried:
         channel_health_record(
             channel=channel,

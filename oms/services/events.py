@@ -44,4 +44,4 @@ def order_event(
 
 
 def _nudge_order_changed(order_id: int) -> None:
-    nudge_task(settings.OMS_ORDER_CHANGED_TASK, order_id)
+    nudge_task(settings.OMS_ORDER_CHANGED_TASK, order_id, coalesce_ms=200)
