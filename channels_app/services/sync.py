@@ -243,66 +243,120 @@ def _backoff(attempts: int) -> timedelta:
     )
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    push: PendingPush
+    ok: bool
+    error: str = ""
+    retryable: bool = True
+    retry_after: float | None = None
+
+
 @transaction.atomic
-def _settle(push: PendingPush, *, ok: bool, error: str, retryable: bool, retry_after=None) -> str:
-    # The listing first, then its push: the same order as ``listing_push_enqueue``.
-    listing = Listing.objects.select_for_update().get(pk=push.listing_id)
-    current = PendingPush.objects.select_for_update().filter(pk=push.pk).first()
+def _settle(outcomes: list[_Outcome]) -> list[str]:
+    """Record a batch of channel answers in one transaction: sent values update their
+    listing and leave the queue (unless a newer value arrived meanwhile), failures are
+    retried with jittered backoff or marked failed after the last attempt."""
+    # Listings first, then their pushes, each in primary-key order: the same order as
+    # ``listing_push_enqueue``, so settling and enqueueing never deadlock.
+    listings = {
+        listing.pk: listing
+        for listing in Listing.objects.select_for_update()
+        .filter(pk__in=[o.push.listing_id for o in outcomes])
+        .order_by("pk")
+    }
+    current = {
+        push.pk: push
+        for push in PendingPush.objects.select_for_update()
+        .filter(pk__in=[o.push.pk for o in outcomes])
+        .order_by("pk")
+    }
     now = timezone.now()
-    if ok:
-        listing.last_pushed_quantity = push.quantity
-        if push.price is not None:
-            listing.last_pushed_price = push.price
-        if push.handling_days is not None:
-            listing.last_pushed_handling_days = push.handling_days
-        listing.last_pushed_at = now
-        listing.save(
-            update_fields=[
+    logs, done, again, results = [], [], [], []
+    for outcome in outcomes:
+        push, listing, row = (
+            outcome.push,
+            listings[outcome.push.listing_id],
+            current[outcome.push.pk],
+        )
+        version = push.claimed_version or push.version
+        if outcome.ok:
+            listing.last_pushed_quantity = push.quantity
+            if push.price is not None:
+                listing.last_pushed_price = push.price
+            if push.handling_days is not None:
+                listing.last_pushed_handling_days = push.handling_days
+            listing.last_pushed_at = now
+            logs.append(
+                PushLog(
+                    listing=listing,
+                    state=PushLog.State.SENT,
+                    quantity=push.quantity,
+                    price=push.price,
+                    version=version,
+                    latency_ms=int((now - push.first_enqueued_at).total_seconds() * 1000),
+                )
+            )
+            if row.version == push.claimed_version:
+                done.append(row.pk)
+            else:  # a newer value arrived while this one was in flight: send it next
+                row.state, row.claimed_version = PendingPush.State.PENDING, None
+                row.next_attempt_at, row.first_enqueued_at = now, now
+                row.attempts, row.last_error = 0, ""
+                again.append(row)
+            results.append("sent")
+            continue
+        row.attempts += 1
+        row.last_error = outcome.error[:2000]
+        row.claimed_version = None
+        final = not outcome.retryable or row.attempts >= settings.SYNC_PUSH_MAX_ATTEMPTS
+        if final:
+            row.state = PendingPush.State.FAILED
+        else:
+            row.state = PendingPush.State.PENDING
+            delay = _backoff(row.attempts)
+            if outcome.retry_after:
+                delay = max(delay, timedelta(seconds=outcome.retry_after))
+            row.next_attempt_at = now + delay
+        again.append(row)
+        logs.append(
+            PushLog(
+                listing=listing,
+                state=PushLog.State.ERROR,
+                quantity=push.quantity,
+                price=push.price,
+                version=version,
+                message=("gave up: " if final else f"attempt {row.attempts}, will retry: ")
+                + outcome.error,
+            )
+        )
+        results.append("failed" if final else "retried")
+    sent = [listings[o.push.listing_id] for o in outcomes if o.ok]
+    if sent:
+        Listing.objects.bulk_update(
+            sent,
+            [
                 "last_pushed_quantity",
                 "last_pushed_price",
                 "last_pushed_handling_days",
                 "last_pushed_at",
-            ]
+            ],
         )
-        latency = int((now - push.first_enqueued_at).total_seconds() * 1000)
-        PushLog.objects.create(
-            listing=listing,
-            state=PushLog.State.SENT,
-            quantity=push.quantity,
-            price=push.price,
-            version=push.claimed_version or push.version,
-            latency_ms=latency,
+    PushLog.objects.bulk_create(logs)
+    PendingPush.objects.filter(pk__in=done).delete()
+    if again:
+        PendingPush.objects.bulk_update(
+            again,
+            [
+                "state",
+                "claimed_version",
+                "next_attempt_at",
+                "first_enqueued_at",
+                "attempts",
+                "last_error",
+            ],
         )
-        if current.version == push.claimed_version:
-            current.delete()
-        else:  # a newer value arrived while this one was in flight: send it next
-            current.state, current.claimed_version = PendingPush.State.PENDING, None
-            current.next_attempt_at, current.first_enqueued_at = now, now
-            current.attempts, current.last_error = 0, ""
-            current.save()
-        return "sent"
-    current.attempts += 1
-    current.last_error = error[:2000]
-    current.claimed_version = None
-    final = not retryable or current.attempts >= settings.SYNC_PUSH_MAX_ATTEMPTS
-    if final:
-        current.state = PendingPush.State.FAILED
-    else:
-        current.state = PendingPush.State.PENDING
-        delay = _backoff(current.attempts)
-        if retry_after:
-            delay = max(delay, timedelta(seconds=retry_after))
-        current.next_attempt_at = now + delay
-    current.save()
-    PushLog.objects.create(
-        listing=listing,
-        state=PushLog.State.ERROR,
-        quantity=push.quantity,
-        price=push.price,
-        version=push.claimed_version or push.version,
-        message=("gave up: " if final else f"attempt {current.attempts}, will retry: ") + error,
-    )
-    return "failed" if final else "retried"
+    return results
 
 
 DISPATCH_BUDGET_SECONDS = 10.0
@@ -380,6 +434,16 @@ def pushes_dispatch(
 
 
 def _send_batch(connector, pushes: list[PendingPush], summary: DispatchSummary) -> None:
+    """Send claimed pushes in the channel's batch size, then record every answer at once."""
+    outcomes: list[_Outcome] = []
+    size = max(1, connector.max_batch_size)
+    for start in range(0, len(pushes), size):
+        outcomes += _call(connector, pushes[start : start + size])
+    for result in _settle(outcomes):
+        setattr(summary, result, getattr(summary, result) + 1)
+
+
+def _call(connector, pushes: list[PendingPush]) -> list[_Outcome]:
     updates = [
         InventoryUpdate(
             seller_sku=p.listing.seller_sku,
@@ -395,22 +459,19 @@ def _send_batch(connector, pushes: list[PendingPush], summary: DispatchSummary) 
     except ConnectorError as err:
         retryable = isinstance(err, ConnectorRetryableError)
         retry_after = getattr(err, "retry_after", None)
-        for push in pushes:
-            outcome = _settle(
-                push, ok=False, error=str(err), retryable=retryable, retry_after=retry_after
-            )
-            setattr(summary, outcome, getattr(summary, outcome) + 1)
-        return
+        return [_Outcome(p, False, str(err), retryable, retry_after) for p in pushes]
     by_sku = defaultdict(list)
     for result in results:
         by_sku[result.seller_sku].append(result)
+    outcomes = []
     for push in pushes:
-        result = by_sku[push.listing.seller_sku].pop(0) if by_sku[push.listing.seller_sku] else None
-        if result is None:
-            outcome = _settle(push, ok=False, error="no result from the channel", retryable=True)
-        else:
-            outcome = _settle(push, ok=result.ok, error=result.error, retryable=result.retryable)
-        setattr(summary, outcome, getattr(summary, outcome) + 1)
+        answers = by_sku[push.listing.seller_sku]
+        if not answers:
+            outcomes.append(_Outcome(push, False, "no result from the channel"))
+            continue
+        result = answers.pop(0)
+        outcomes.append(_Outcome(push, result.ok, result.error, result.retryable))
+    return outcomes
 
 
 @transaction.atomic
