@@ -331,17 +331,15 @@ def _settle(outcomes: list[_Outcome]) -> list[str]:
             )
         )
         results.append("failed" if final else "retried")
-    sent = [listings[o.push.listing_id] for o in outcomes if o.ok]
+    sent = [o.push for o in outcomes if o.ok]
     if sent:
-        Listing.objects.bulk_update(
-            sent,
-            [
-                "last_pushed_quantity",
-                "last_pushed_price",
-                "last_pushed_handling_days",
-                "last_pushed_at",
-            ],
-        )
+        # Only the columns that changed: each one is a CASE over the whole batch.
+        fields = ["last_pushed_quantity", "last_pushed_at"]
+        if any(p.price is not None for p in sent):
+            fields.append("last_pushed_price")
+        if any(p.handling_days is not None for p in sent):
+            fields.append("last_pushed_handling_days")
+        Listing.objects.bulk_update([listings[p.listing_id] for p in sent], fields)
     PushLog.objects.bulk_create(logs)
     PendingPush.objects.filter(pk__in=done).delete()
     if again:
