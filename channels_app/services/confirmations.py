@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
-
 from channels_app.connectors.base import ShipmentConfirmation
 from channels_app.models import Channel, SyncLog
 from oms.models import Shipment
@@ -12,7 +10,7 @@ from oms.services.shipments import (
     shipment_confirmation_result,
 )
 
-from .connection import channel_connector, channel_health_record
+from .connection import channel_call
 
 
 def shipment_confirmation_payload(shipment: Shipment) -> ShipmentConfirmation:
@@ -47,32 +45,18 @@ def shipment_confirm(*, shipment_id: int) -> bool:
             reason="The channel has no API connection: it reads shipments from our REST API.",
         )
         return True
-    started = timezone.now()
-    connector = channel_connector(channel)
+    payload = shipment_confirmation_payload(shipment)
     try:
-        reference = connector.confirm_shipment(shipment_confirmation_payload(shipment))
-    except Exception as err:
-        shipment_confirmation_result(shipment=shipment, ok=False, error=str(err))
-        channel_health_record(
+        channel_call(
             channel=channel,
             kind=SyncLog.Kind.CONFIRMATION,
-            started_at=started,
-            ok=False,
-            errors=1,
-            message=f"{shipment.order.external_id}: {err}",
+            label=f"{shipment.order.external_id} {shipment.tracking_number}",
+            call=lambda connector: connector.confirm_shipment(payload),
         )
+    except Exception as err:
+        shipment_confirmation_result(shipment=shipment, ok=False, error=str(err))
         raise
-    finally:
-        connector.close()
     shipment_confirmation_result(shipment=shipment, ok=True)
-    channel_health_record(
-        channel=channel,
-        kind=SyncLog.Kind.CONFIRMATION,
-        started_at=started,
-        ok=True,
-        items=1,
-        message=f"{shipment.order.external_id} {shipment.tracking_number} {reference}".strip(),
-    )
     return True
 
 

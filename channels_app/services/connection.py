@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.utils import timezone
 
-from channels_app.connectors.base import ChannelConfig, ChannelConnector, ConnectorError
+from channels_app.connectors.base import ChannelConfig, ChannelConnector
 from channels_app.connectors.registry import get_connector
 from channels_app.models import Channel, SyncLog
 
@@ -56,22 +57,40 @@ def channel_health_record(
 def channel_test_connection(*, channel: Channel) -> str:
     """Call the channel with its credentials; returns the channel's answer or raises
     ``ConnectorError`` with its message. Recorded in the sync log either way."""
+    return channel_call(
+        channel=channel,
+        kind=SyncLog.Kind.CONNECTION,
+        label="connection test",
+        call=lambda connector: connector.test_connection(),
+    )
+
+
+def channel_call(*, channel: Channel, kind: str, label: str, call: Callable):
+    """Run ``call(connector)`` against the channel and record the outcome in its health and
+    sync log under ``label``; an error is recorded, then re-raised for the caller's retry
+    policy. Returns what ``call`` returned."""
     started = timezone.now()
     connector = channel_connector(channel)
     try:
-        answer = connector.test_connection()
-    except ConnectorError as err:
+        result = call(connector)
+    except Exception as err:
         channel_health_record(
             channel=channel,
-            kind=SyncLog.Kind.CONNECTION,
+            kind=kind,
             started_at=started,
             ok=False,
-            message=str(err),
+            errors=1,
+            message=f"{label}: {err}",
         )
         raise
     finally:
         connector.close()
     channel_health_record(
-        channel=channel, kind=SyncLog.Kind.CONNECTION, started_at=started, ok=True, message=answer
+        channel=channel,
+        kind=kind,
+        started_at=started,
+        ok=True,
+        items=1,
+        message=f"{label} -> {result}",
     )
-    return answer
+    return result

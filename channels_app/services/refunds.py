@@ -16,7 +16,7 @@ from oms.models import Order
 from returns.models import Refund, ReturnRequest
 from returns.services import refund_not_required, refund_result, return_request_create
 
-from .connection import channel_connector, channel_health_record
+from .connection import channel_call, channel_connector, channel_health_record
 
 
 def refund_payload(refund: Refund) -> RefundRequest:
@@ -56,32 +56,18 @@ def refund_send(*, refund_id: int) -> bool:
             reason="The channel has no API connection: refund the buyer in the webshop.",
         )
         return True
-    started = timezone.now()
-    connector = channel_connector(channel)
+    payload = refund_payload(refund)
     try:
-        channel_refund_id = connector.refund(refund_payload(refund))
-    except Exception as err:
-        refund_result(refund=refund, ok=False, error=str(err))
-        channel_health_record(
+        channel_refund_id = channel_call(
             channel=channel,
             kind=SyncLog.Kind.REFUND,
-            started_at=started,
-            ok=False,
-            errors=1,
-            message=f"{refund.refund_key}: {err}",
+            label=refund.refund_key,
+            call=lambda connector: connector.refund(payload),
         )
+    except Exception as err:
+        refund_result(refund=refund, ok=False, error=str(err))
         raise
-    finally:
-        connector.close()
     refund_result(refund=refund, ok=True, channel_refund_id=channel_refund_id)
-    channel_health_record(
-        channel=channel,
-        kind=SyncLog.Kind.REFUND,
-        started_at=started,
-        ok=True,
-        items=1,
-        message=f"{refund.refund_key} -> {channel_refund_id}",
-    )
     return True
 
 
