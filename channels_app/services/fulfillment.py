@@ -293,9 +293,15 @@ def _finish(event: InboundEvent, ok: bool, outcome: str) -> InboundResult:
 
 
 def _order_for(warehouse: Warehouse, reference: str) -> Order:
+    """The order behind ``reference``, locked: a cancellation racing this callback commits
+    either wholly before it or after it, never between reading the status and acting on it."""
     prefix = "order:"
     pk = reference[len(prefix) :] if reference.startswith(prefix) else ""
-    order = Order.objects.filter(pk=pk, warehouse=warehouse).first() if pk.isdigit() else None
+    order = (
+        Order.objects.select_for_update().filter(pk=pk, warehouse=warehouse).first()
+        if pk.isdigit()
+        else None
+    )
     if order is None:
         raise DomainError(
             f"No order {reference!r} was sent to {warehouse.code}.", code="unknown_order"
@@ -316,7 +322,7 @@ def inbound_shipment(*, warehouse: Warehouse, event_id: str, payload: dict) -> I
             order = _order_for(warehouse, payload.get("reference", ""))
             lines = {int(li["line_id"]): int(li["quantity"]) for li in payload.get("lines", [])}
             if order.status == S.CANCELLED or (
-                order.status == S.ON_HOLD and order.hold_reason == HoldReason.ALREADY_SHIPPED
+                order.status == S.ON_HOLD and order.status_before_hold == S.CANCELLED
             ):
                 return _finish(event, True, _shipped_after_cancel(order, warehouse, payload, lines))
             shipment = shipment_create(

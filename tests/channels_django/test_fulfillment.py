@@ -153,6 +153,52 @@ def test_cancellation_racing_a_shipment_ends_in_a_clear_state(world, loop):
     assert level.on_hand == 17 and level.reserved == 0  # the units that left are booked out
 
 
+@pytest.mark.postgres
+def test_shipment_callback_waits_for_a_cancellation_in_flight(world, loop):
+    """The callback arrives while staff's cancellation holds the order: it must see the
+    cancellation once it commits and book the shipped units out, not refuse the shipment."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from channels_app.services.fulfillment import inbound_shipment
+    from oms.services.orders import order_cancel, order_lock
+
+    loop["threepl"].configure(pick_delay=(60, 60))
+    world.sims["amazon"].create_order([("MUG", 3)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    payload = {
+        "reference": order.reservation_reference,
+        "carrier_code": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "lines": [{"line_id": str(order.lines.get().pk), "quantity": 3}],
+    }
+    outcome = {}
+
+    def callback():
+        try:
+            outcome["result"] = inbound_shipment(
+                warehouse=loop["reno"], event_id="evt-race", payload=payload
+            )
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        order_lock(order)  # staff's cancellation has the order...
+        racer = threading.Thread(target=callback)
+        racer.start()
+        time.sleep(0.5)  # ...while the warehouse's callback comes in and waits for it
+        assert racer.is_alive()
+        order_cancel(order=order, reason="buyer_request", actor="cs")
+    racer.join(10)
+    assert outcome["result"].ok, outcome["result"].outcome
+    order.refresh_from_db()
+    assert (order.status, order.hold_reason) == ("on_hold", "already_shipped")
+    level = StockLevel.objects.get(sku=world.sku, warehouse=loop["reno"])
+    assert (level.on_hand, level.reserved) == (17, 0)
+
+
 def test_3pl_down_for_a_while_loses_nothing(world, loop):
     port = int(loop["threepl"].base_url.rsplit(":", 1)[1])
     loop["threepl"].stop()
