@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,6 +40,7 @@ from .models import (
 
 Actor = AbstractBaseUser | str | None
 Kind = StockMovement.Kind
+_STOCK_LEVEL_TABLE = connection.ops.quote_name(StockLevel._meta.db_table)
 
 
 class ReservationItem(NamedTuple):
@@ -138,8 +139,8 @@ def _write_ledger(
         )
         for e in entries
     ]
-    StockMovement.objects.bulk_create(movements)
-    outbox.record_stock_change({(m.sku_id, m.warehouse_id) for m in movements})
+    StockMovement.objects.bulk_create(movements)  # the database writes their outbox rows
+    outbox.stock_changed()
 
 
 def _level(sku: SKU, warehouse: Warehouse) -> StockLevel:
@@ -474,19 +475,7 @@ def stock_reserve(
     rows, demand = _expand(items)
     if not _claim(idempotency_key, "reserve", reference):
         return list(Reservation.objects.filter(reference=reference, status="active"))
-    level_ids = dict(
-        StockLevel.objects.filter(warehouse=warehouse, sku_id__in=demand).values_list(
-            "sku_id", "pk"
-        )
-    )
-    short = [sku_id for sku_id in demand if sku_id not in level_ids]
-    for sku_id, level_pk in sorted(level_ids.items(), key=lambda kv: kv[1]):
-        units = demand[sku_id]
-        taken = StockLevel.objects.filter(pk=level_pk, on_hand__gte=F("reserved") + units).update(
-            reserved=F("reserved") + units
-        )
-        if not taken:
-            short.append(sku_id)
+    level_ids, short = _take_stock(warehouse, demand)
     if short:
         raise _shortage(warehouse, demand, short)
 
@@ -516,6 +505,41 @@ def stock_reserve(
         actor=actor,
     )
     return reservations
+
+
+def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """Add ``demand`` (units per SKU id) to the warehouse's reserved counters where on hand
+    covers it; returns the stock level id per SKU taken and the SKU ids that were short.
+
+    Several levels are updated one by one in primary-key order, so concurrent reservations
+    never deadlock. A single level (most orders) needs no ordering: one conditional
+    ``UPDATE ... RETURNING`` finds, checks and takes it in one round trip.
+    """
+    if len(demand) == 1:
+        [(sku_id, units)] = demand.items()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_STOCK_LEVEL_TABLE} SET reserved = reserved + %s "
+                "WHERE warehouse_id = %s AND sku_id = %s AND on_hand >= reserved + %s "
+                "RETURNING id",
+                [units, warehouse.pk, sku_id, units],
+            )
+            row = cursor.fetchone()
+        return ({sku_id: row[0]}, []) if row else ({}, [sku_id])
+    level_ids = dict(
+        StockLevel.objects.filter(warehouse=warehouse, sku_id__in=demand).values_list(
+            "sku_id", "pk"
+        )
+    )
+    short = [sku_id for sku_id in demand if sku_id not in level_ids]
+    for sku_id, level_pk in sorted(level_ids.items(), key=lambda kv: kv[1]):
+        units = demand[sku_id]
+        taken = StockLevel.objects.filter(pk=level_pk, on_hand__gte=F("reserved") + units).update(
+            reserved=F("reserved") + units
+        )
+        if not taken:
+            short.append(sku_id)
+    return level_ids, short
 
 
 def _shortage(warehouse: Warehouse, demand: dict[int, int], short: list[int]) -> InsufficientStock:

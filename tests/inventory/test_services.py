@@ -305,3 +305,18 @@ def test_every_stock_change_writes_an_outbox_row(wh, mug):
     services.stock_receive(sku=mug, warehouse=wh, quantity=3)
     services.stock_reserve(warehouse=wh, items=[(mug, 1)], reference="o1")
     assert StockChange.objects.filter(sku=mug, warehouse=wh).count() == 2
+
+
+def test_nudges_for_the_same_task_coalesce_within_their_window(settings):
+    """Under load one queued task serves every commit of its window, not one task each."""
+    import time
+
+    from inventory import outbox
+
+    settings.RATE_LIMIT_REDIS_URL = ""
+    key = f"nudge:test:{time.monotonic()}"
+    assert outbox._first_in_window(key, 100) is True
+    assert outbox._first_in_window(key, 100) is False  # already queued in this window
+    assert outbox._first_in_window(key + ":other", 100) is True  # other arguments: own task
+    time.sleep(0.12)
+    assert outbox._first_in_window(key, 100) is True  # the window has passed
