@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from . import outbox, selectors
@@ -446,7 +446,6 @@ def _expand(items: Sequence) -> tuple[list[tuple[str, SKU, SKU, int, int]], dict
     return rows, demand
 
 
-@transaction.atomic
 def stock_reserve(
     *,
     warehouse: Warehouse | str,
@@ -458,11 +457,12 @@ def stock_reserve(
     """Reserve every item of an order in one warehouse, or nothing.
 
     ``items`` holds ``(sku, quantity)`` or ``(sku, quantity, line_reference)``; bundles
-    reserve their components, with demand summed per component across all lines. Each stock
-    level is taken by one conditional ``UPDATE`` in primary-key order (so concurrent orders
-    never deadlock and never push reserved past on hand). Raises ``InsufficientStock`` naming
-    every short SKU, ``UnknownSKU``, ``UnknownWarehouse`` or ``InvalidQuantity``; on any
-    error nothing is written.
+    reserve their components, with demand summed per component across all lines. Stock
+    levels are locked in primary-key order (so concurrent orders never deadlock) and checked
+    before anything is written, so reserved never passes on hand. Raises
+    ``InsufficientStock`` naming every short SKU, ``UnknownSKU``, ``UnknownWarehouse`` or
+    ``InvalidQuantity``; on any error nothing is written, and inside a caller's transaction
+    no savepoint is needed: the caller may go on (try another warehouse, hold the order).
     """
     if not reference:
         raise InvalidStockOperation("A reservation needs a reference.", code="reference_required")
@@ -473,47 +473,52 @@ def stock_reserve(
             code="not_sellable",
         )
     rows, demand = _expand(items)
-    if not _claim(idempotency_key, "reserve", reference):
-        return list(Reservation.objects.filter(reference=reference, status="active"))
-    level_ids, short = _take_stock(warehouse, demand)
-    if short:
-        raise _shortage(warehouse, demand, short)
-
-    reservations = Reservation.objects.bulk_create(
-        [
-            Reservation(
-                reference=reference,
-                line_reference=line_ref,
-                stock_level_id=level_ids[component.pk],
-                sku=component,
-                warehouse=warehouse,
-                requested_sku=requested,
-                units_per_item=per_item,
-                quantity=units,
+    with transaction.atomic(savepoint=False):
+        if not _claim(idempotency_key, "reserve", reference):
+            return list(Reservation.objects.filter(reference=reference, status="active"))
+        level_ids, short = _take_stock(warehouse, demand)
+        if not short:
+            reservations = Reservation.objects.bulk_create(
+                [
+                    Reservation(
+                        reference=reference,
+                        line_reference=line_ref,
+                        stock_level_id=level_ids[component.pk],
+                        sku=component,
+                        warehouse=warehouse,
+                        requested_sku=requested,
+                        units_per_item=per_item,
+                        quantity=units,
+                    )
+                    for line_ref, requested, component, units, per_item in rows
+                ]
             )
-            for line_ref, requested, component, units, per_item in rows
-        ]
-    )
-    _write_ledger(
-        [
-            _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
-            for r in reservations
-        ],
-        reason="",
-        reference=reference,
-        key=idempotency_key,
-        actor=actor,
-    )
-    return reservations
+            _write_ledger(
+                [
+                    _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
+                    for r in reservations
+                ],
+                reason="",
+                reference=reference,
+                key=idempotency_key,
+                actor=actor,
+            )
+            return reservations
+        if idempotency_key:  # nothing was reserved: a retry with this key must try again
+            IdempotencyRecord.objects.filter(key=idempotency_key).delete()
+    # Raised outside the block, having written nothing, so the caller's transaction stays
+    # usable.
+    raise _shortage(warehouse, demand, short)
 
 
 def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int, int], list[int]]:
-    """Add ``demand`` (units per SKU id) to the warehouse's reserved counters where on hand
-    covers it; returns the stock level id per SKU taken and the SKU ids that were short.
+    """Add ``demand`` (units per SKU id) to the warehouse's reserved counters if on hand
+    covers all of it; returns the stock level id per SKU and the SKU ids that were short
+    (then nothing was taken).
 
-    Several levels are updated one by one in primary-key order, so concurrent reservations
-    never deadlock. A single level (most orders) needs no ordering: one conditional
-    ``UPDATE ... RETURNING`` finds, checks and takes it in one round trip.
+    A single level (most orders) is found, checked and taken by one conditional
+    ``UPDATE ... RETURNING``. Several are locked in primary-key order, checked, then taken
+    by one ``UPDATE``.
     """
     if len(demand) == 1:
         [(sku_id, units)] = demand.items()
@@ -526,20 +531,23 @@ def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int,
             )
             row = cursor.fetchone()
         return ({sku_id: row[0]}, []) if row else ({}, [sku_id])
-    level_ids = dict(
-        StockLevel.objects.filter(warehouse=warehouse, sku_id__in=demand).values_list(
-            "sku_id", "pk"
-        )
+    levels = (
+        StockLevel.objects.select_for_update()
+        .filter(warehouse=warehouse, sku_id__in=demand)
+        .order_by("pk")
+        .values_list("sku_id", "pk", F("on_hand") - F("reserved"))
     )
-    short = [sku_id for sku_id in demand if sku_id not in level_ids]
-    for sku_id, level_pk in sorted(level_ids.items(), key=lambda kv: kv[1]):
-        units = demand[sku_id]
-        taken = StockLevel.objects.filter(pk=level_pk, on_hand__gte=F("reserved") + units).update(
-            reserved=F("reserved") + units
-        )
-        if not taken:
-            short.append(sku_id)
-    return level_ids, short
+    level_ids, free = {}, {}
+    for sku_id, level_pk, available in levels:
+        level_ids[sku_id], free[sku_id] = level_pk, available
+    short = [sku_id for sku_id, units in demand.items() if free.get(sku_id, 0) < units]
+    if short:
+        return level_ids, short
+    StockLevel.objects.filter(pk__in=level_ids.values()).update(
+        reserved=F("reserved")
+        + Case(*(When(pk=level_ids[sku_id], then=units) for sku_id, units in demand.items()))
+    )
+    return level_ids, []
 
 
 def _shortage(warehouse: Warehouse, demand: dict[int, int], short: list[int]) -> InsufficientStock:
