@@ -11,7 +11,7 @@ from inventory.models import Warehouse
 from inventory.services import stock_reserve
 from oms.deadlines import WarehouseCalendar, compute_deadlines
 from oms.exceptions import OrderError
-from oms.models import FulfillmentModel, HoldReason, Order, OrderStatus, RoutingRule
+from oms.models import FulfillmentModel, HoldReason, Order, OrderLine, OrderStatus, RoutingRule
 
 from .events import Actor, order_event
 from .orders import order_hold, order_lock, order_transition
@@ -117,13 +117,16 @@ def order_allocate(*, order: Order, actor: Actor = None) -> Order:
     return allocate_locked(order=order_lock(order), actor=actor)
 
 
-def allocate_locked(*, order: Order, actor: Actor = None) -> Order:
+def allocate_locked(
+    *, order: Order, actor: Actor = None, lines: list[OrderLine] | None = None
+) -> Order:
     """Route an order and reserve all its open lines, or put it on hold with the reason.
 
     A pending order (payment not confirmed) gets a soft hold: stock is reserved but the order
     stays pending until payment is confirmed or the hold expires.
 
-    The caller holds the order's row lock. Tries each candidate warehouse for the whole
+    The caller holds the order's row lock, and may pass the order's ``lines`` (with their
+    SKUs) it already has in hand. Tries each candidate warehouse for the whole
     order first; splits across warehouses only
     when the channel allows it. A line without a known SKU or an order without a complete
     address is held, not allocated. Insufficient stock holds the order and marks it oversold.
@@ -133,7 +136,8 @@ def allocate_locked(*, order: Order, actor: Actor = None) -> Order:
             f"Order {order.external_id} is {order.get_status_display()}: nothing to allocate.",
             code="not_allocatable",
         )
-    lines = list(order.lines.select_related("sku"))
+    if lines is None:
+        lines = list(order.lines.select_related("sku"))
     unknown = [line.seller_sku for line in lines if line.sku_id is None]
     if unknown:
         return order_hold(

@@ -167,7 +167,7 @@ def _create(channel, record, payload, digest, sku_resolver, actor) -> IngestResu
         **_address(record),
     )
     skus = sku_resolver({line.seller_sku for line in record.lines})
-    OrderLine.objects.bulk_create(
+    lines = OrderLine.objects.bulk_create(
         [
             OrderLine(
                 order=order,
@@ -205,7 +205,7 @@ def _create(channel, record, payload, digest, sku_resolver, actor) -> IngestResu
         )
     else:
         # We inserted the row in this transaction, so we already hold its lock.
-        order = allocate_locked(order=order, actor=actor)
+        order = allocate_locked(order=order, actor=actor, lines=lines)
         if record.status in SHIPPED_ON_CHANNEL:
             shipment_record_channel_fulfilled(order=order, actor=actor)
             order.refresh_from_db()
