@@ -39,11 +39,19 @@ say where the time went.
 Oversell: ``OVERSELL_SKUS`` (200) SKUs with 1-20 units each, shoppers at
 ``BENCH_OVERSELL_RATE`` orders/s per channel for the run, twice: every policy off, then the
 default policy. Oversold units: per SKU, units sold on all simulators minus the stock we
-had, floored at 0, summed. The *default policy* is the model's defaults plus the demo's
-channel setup: velocity buffer on (units expected to sell during the channel's
-``push_delay_seconds`` = 5 s, from the last ``SYNC_VELOCITY_WINDOW_MINUTES`` of sales, held
-back), ``last_units_threshold`` 2, Shopify (our own webshop) the only channel
-``safe_for_last_units``.
+had, floored at 0, summed. *No policy* sets every quantity rule off on each channel
+(``POLICY_OFF``: no buffers, 100 % shown, no minimum/maximum, no send-0 level, velocity
+buffer off, no last-units threshold). The *default policy* sets nothing: each channel keeps
+the ``Channel`` model's defaults, as a new seller's would, plus the demo's channel setup
+(``channel_connect_simulator``: Shopify, our own webshop, the only channel
+``safe_for_last_units``). Those defaults are the velocity buffer on (the units expected to
+sell on all channels during the channel's ``push_delay_seconds`` = 5 s, from the SKU's sales
+over the last ``SYNC_VELOCITY_BURST_MINUTES`` or ``SYNC_VELOCITY_WINDOW_MINUTES``, whichever
+rate is higher, held back) and ``last_units_threshold`` 2 (the last 2 units are offered only
+on the safe channel; the others show the available stock minus 2). The cost is printed after
+both runs: how many of the 800 listings showed 0 on average while units remained, and the
+units and orders sold in each run. For each oversold SKU the run prints its sales, what each
+channel was sent, and when our side imported each order and computed and sent each value.
 
 Environment: ``BENCH_SYNC_SECONDS`` load length (60), ``BENCH_DRAIN_SECONDS`` longest wait
 for the system to settle after the load (30), ``BENCH_PROPAGATION_RATE`` orders/s per
@@ -94,6 +102,16 @@ WEBHOOK_SECRET = "demo-webhook-secret"
 # searchOrders: a burst of 20, then one call per ~180 s. Spread the burst over the run.
 AMAZON_POLLS = 15
 OTHER_POLL_SECONDS = 1.0
+# Every quantity rule off: each listing shows exactly the available stock.
+POLICY_OFF = {
+    "safety_buffer": 0,
+    "percent_shown": 100,
+    "max_shown": None,
+    "min_shown": None,
+    "zero_at_or_below": None,
+    "velocity_buffer": False,
+    "last_units_threshold": None,
+}
 TASK_LINE = re.compile(r"Task (?P<name>[\w.]+)\[[^\]]+\] succeeded in (?P<seconds>[\d.]+)s")
 
 
@@ -315,8 +333,9 @@ class LiveSystem:
             channel = channel_connect_simulator(
                 kind=kind, base_url=sim.base_url, code=f"{self.tag}-{kind}"
             )
-            channel.velocity_buffer = self.policy
-            channel.last_units_threshold = 2 if self.policy else None
+            if not self.policy:  # with the policy, the channel keeps the model's defaults
+                for field, value in POLICY_OFF.items():
+                    setattr(channel, field, value)
             channel.poll_interval_seconds = 3600  # polled by this benchmark, not by beat
             channel.save()
             RoutingRule.objects.create(channel=channel, warehouse=warehouse)
@@ -808,6 +827,7 @@ def oversell() -> None:
                 flush=True,
             )
             outcomes[label] = (oversold, units_sold, sum(orders.values()), hidden)
+            _explain_oversold(system, [code for code, value in over.items() if value > 0][:8])
 
         print(
             f"== oversell, {label}: {OVERSELL_SKUS} SKUs x 1-20 units ({sum(units)} units)",
@@ -830,6 +850,63 @@ def oversell() -> None:
         )
         result("oversold_units_no_policy", none[0], "units")
         result("oversold_units_default_policy", default[0], "units")
+
+
+def _explain_oversold(system: LiveSystem, codes: list[str]) -> None:
+    """For each oversold SKU: its stock, every sale (s into the load, channel, units) and
+    what each channel was told to show, so the race that oversold it can be read."""
+    for code in codes:
+        sales = []
+        pushed = {}
+        for kind, sim in system.sims.items():
+            with sim.lock:
+                sales += [(t, kind, q) for t, c, q, _order in sim.sales if c == code]
+                pushed[kind] = list(sim.quantity_history.get(code, []))
+        start = system.load_started
+        print(
+            f"  oversold {code}: stock {system.stock[code]}; sales "
+            + ", ".join(f"{t - start:.1f}s {kind} {q}" for t, kind, q in sorted(sales))
+            + "; pushes "
+            + "; ".join(
+                f"{kind} " + " ".join(f"{t - start:.1f}s={q}" for t, q in history)
+                for kind, history in pushed.items()
+                if history
+            ),
+            flush=True,
+        )
+        _explain_ours(system, code)
+
+
+def _explain_ours(system: LiveSystem, code: str) -> None:
+    """Our side for one SKU: when each order's import committed, and each value computed
+    (p) and sent (s) per channel, in seconds into the load."""
+    from channels_app.models import PushLog
+    from oms.models import OrderLine
+
+    start = system.load_started
+    kind_of = {channel.pk: kind for kind, channel in system.channels.items()}
+    with _commits_lock:
+        commits = dict(_commits)
+    imports = sorted(
+        (commits.get(order_id, math.inf) - start, kind_of[channel_id], quantity)
+        for order_id, channel_id, quantity in OrderLine.objects.filter(
+            sku__code=code, order__channel__in=list(system.channels.values())
+        ).values_list("order_id", "order__channel_id", "quantity")
+    )
+    logs = defaultdict(list)
+    for channel_id, created, state, quantity in (
+        PushLog.objects.filter(listing__seller_sku=code, state__in=["pending", "sent"])
+        .order_by("created_at", "id")
+        .values_list("listing__channel_id", "created_at", "state", "quantity")
+    ):
+        logs[kind_of[channel_id]].append(f"{created.timestamp() - start:.1f}{state[0]}{quantity}")
+    print(
+        "    imported "
+        + ", ".join(f"{t:.1f}s {kind} {q}" for t, kind, q in imports)
+        + "; ours "
+        + "; ".join(f"{kind} {' '.join(entries)}" for kind, entries in logs.items()),
+        flush=True,
+    )
 
 
 # ----- push rate ---------------------------------------------------------------------------

@@ -74,13 +74,17 @@ class Channel(SalesChannel):
         default=5, help_text="How long a quantity change takes to show on this channel."
     )
     last_units_threshold = models.PositiveIntegerField(
+        default=2,
         null=True,
         blank=True,
-        help_text="When available stock is at or below this, offer it only on channels marked "
-        "safe for last units (0 here unless this channel is safe).",
+        help_text="The last this many units are offered only on channels marked safe for last "
+        "units; other channels show the available stock minus these (0 at or below it). Blank "
+        "or 0 turns it off. With no channel marked safe, these units are offered nowhere.",
     )
     safe_for_last_units = models.BooleanField(
-        default=False, help_text="Checkout takes stock atomically (e.g. our own webshop)."
+        default=False,
+        help_text="Checkout takes stock atomically (e.g. our own webshop): this channel also "
+        "offers the last units the others keep back.",
     )
     rate_per_second = models.FloatField(
         null=True, blank=True, help_text="Push rate limit; blank uses the channel's default."
@@ -260,7 +264,8 @@ class PendingPush(models.Model):
     version = models.PositiveIntegerField(default=1)
     claimed_version = models.PositiveIntegerField(null=True, blank=True)
     priority = models.PositiveSmallIntegerField(
-        default=1, help_text="0 for drops to zero, which go first."
+        default=10,
+        help_text="Lower goes first: a drop to 0-9 units is that number, anything else 10.",
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)

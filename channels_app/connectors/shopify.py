@@ -231,7 +231,9 @@ class ShopifyConnector(ChannelConnector):
     kind = "shopify"
     max_batch_size = 1  # inventory_levels/set.json takes one item per call
     rate_per_second = LEAK_PER_SECOND
-    burst = 40
+    # Pushes take at most 30 of the store's 40-call bucket at once: the rest is for imports
+    # and confirmations, and ``call_limit_pause`` sleeps (holding a worker) past 36.
+    burst = 30
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)

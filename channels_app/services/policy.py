@@ -84,12 +84,19 @@ def _apply_rules(
 ) -> list[tuple[str, int, str]]:
     steps: list[tuple[str, int, str]] = []
     value = available
-    threshold = _policy(listing, channel, "last_units_threshold")
-    if threshold is not None and available <= threshold and not channel.safe_for_last_units:
-        return [("last units", 0, f"{available} <= {threshold}: only safe channels offer them")]
+    # The last units are kept for the channels safe for them: the others show only the stock
+    # above them, so none of those, still showing an older value, can sell them on its own.
+    reserved = _policy(listing, channel, "last_units_threshold") or 0
+    if channel.safe_for_last_units:
+        reserved = 0
+    if reserved and available <= reserved:
+        return [("last units", 0, f"{available} <= {reserved}: only safe channels offer them")]
     zero_at = _policy(listing, channel, "zero_at_or_below")
     if zero_at is not None and available <= zero_at:
         return [("send 0 at or below", 0, f"{available} <= {zero_at}")]
+    if reserved:
+        value -= reserved
+        steps.append(("last units", value, f"-{reserved}: the last units only on safe channels"))
     buffer = _policy(listing, channel, "safety_buffer") or 0
     if buffer:
         value = max(0, value - buffer)

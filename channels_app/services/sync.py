@@ -4,9 +4,10 @@ listing shows, within seconds and within each channel's rate limit.
 1. ``stock_changes_process`` claims the inventory outbox rows (``SKIP LOCKED``), works out
    the affected listings and their new quantities, and upserts one ``PendingPush`` per
    listing: a newer value supersedes an unsent older one.
-2. ``pushes_dispatch`` claims due pushes (``SKIP LOCKED``, drops to zero first), takes tokens
-   from the channel's shared bucket, sends them in the channel's batch size, and records the
-   outcome: sent, retried with jittered backoff, or failed after the last attempt.
+2. ``pushes_dispatch`` claims due pushes (``SKIP LOCKED``; drops to a few units first, the
+   lowest first), takes tokens from the channel's shared bucket, sends them in the channel's
+   batch size, and records the outcome: sent, retried with jittered backoff, or failed after
+   the last attempt.
 
 A push is claimed with a lease; only one push per listing is in flight, and a value is only
 removed once the channel accepted it at the version that was sent, so nothing is dropped and
@@ -42,6 +43,8 @@ from .policy import listing_quantities, listings_for_skus
 logger = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
+# Pushes that drop a listing below this many units go first, lowest first (``_priority``).
+URGENT_BELOW = 10
 
 
 def _nudge_dispatch(channel_ids: list[int]) -> None:
@@ -139,8 +142,13 @@ def _next_version(listing: Listing) -> int:
 
 
 def _priority(quantity: int | None, shown: int | None) -> int:
-    """Drops to zero go first: those are the values that stop an oversell."""
-    return 0 if quantity == 0 and shown != 0 else 1
+    """Drops to a few units go first, the lowest first: a channel still showing units we no
+    longer have is how an oversell happens, and the fewer are left the sooner it does. A
+    drop to 0-9 units takes that number; everything else (larger drops, rises, price-only
+    changes) is ``URGENT_BELOW`` and goes in the order it came."""
+    if quantity is not None and (shown is None or quantity < shown):
+        return min(quantity, URGENT_BELOW)
+    return URGENT_BELOW
 
 
 def listings_refresh(*, listings: list[Listing], force: bool = False) -> list[int]:

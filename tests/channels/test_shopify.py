@@ -185,6 +185,20 @@ def test_inventory_push_updates_shown_quantity_and_reads_back(sim: ShopifySimula
     ]
 
 
+def test_a_full_dispatcher_burst_never_makes_the_connector_pause(sim: ShopifySimulator) -> None:
+    """The dispatcher takes at most ``burst`` calls at once; the connector pauses (holding a
+    worker) when the store's 40-call bucket is 90% full, so a burst must stay below that."""
+    connector = connector_for(sim)
+    item_id = str(sim.listings["MUG-1"].ids["inventory_item_id"])
+    for quantity in range(ShopifyConnector.burst):
+        [result] = connector.push_inventory(
+            [InventoryUpdate(seller_sku="MUG-1", quantity=quantity, channel_listing_id=item_id)]
+        )
+        assert result.ok
+    assert sim.pushes == ShopifyConnector.burst
+    assert connector.http._not_before == 0.0  # no call-limit pause was ever asked for
+
+
 def test_client_errors_are_permanent_with_shopify_message(sim: ShopifySimulator) -> None:
     bad_token = ShopifyConnector(
         ChannelConfig(kind="shopify", base_url=sim.base_url, credentials={"access_token": "x"})

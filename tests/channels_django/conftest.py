@@ -55,7 +55,10 @@ def world(db, simulators) -> World:
     channels, listings = {}, {}
     for kind, sim in simulators.items():
         channel = channel_connect_simulator(kind=kind, base_url=sim.base_url, extra=FAST)
+        # Policies off (the shipped defaults have their own tests): each listing shows the
+        # available stock.
         channel.velocity_buffer = False
+        channel.last_units_threshold = None
         channel.save()
         RoutingRule.objects.create(channel=channel, warehouse=warehouse)
         listings[kind] = Listing.objects.create(channel=channel, sku=sku, seller_sku="MUG")

@@ -116,6 +116,45 @@ def test_drops_to_zero_go_first(world):
     assert pushes[0].listing_id == world.listings["shopify"].pk and pushes[0].quantity == 0
 
 
+def test_drops_to_a_few_units_go_first_the_lowest_first():
+    from channels_app.services.sync import URGENT_BELOW, _priority
+
+    order = [
+        _priority(0, 3),  # sells out
+        _priority(1, 4),
+        _priority(2, 9),
+        _priority(URGENT_BELOW - 1, 20),
+        _priority(50, 60),  # a drop with plenty left
+    ]
+    assert order == sorted(order) and len(set(order)) == len(order)
+    assert _priority(5, None) == 5  # never pushed: sent as a drop would be
+    # Everything else keeps the order it came in, as before: rises, price-only changes, a
+    # 0 the channel already shows.
+    assert {_priority(8, 3), _priority(None, 4), _priority(0, 0)} == {_priority(50, 60)}
+
+
+def test_a_low_drop_goes_before_a_high_one_queued_earlier(world):
+    from inventory.models import SKU
+
+    channel = world.channels["shopify"]
+    pen = SKU.objects.create(code="PEN")
+    stock.stock_receive(sku=pen, warehouse=world.warehouse, quantity=50)
+    pen_listing = Listing.objects.create(channel=channel, sku=pen, seller_sku="PEN")
+    world.sims["shopify"].set_listing(seller_sku="PEN", quantity=50)
+    Listing.objects.filter(pk=pen_listing.pk).update(last_pushed_quantity=50)
+    stock.stock_adjust(sku=pen, warehouse=world.warehouse, delta=-1, reason="sale")
+    stock_changes_process()  # PEN 50 -> 49 is queued first
+    stock.stock_adjust(sku=world.sku, warehouse=world.warehouse, delta=-8, reason="sale")
+    stock_changes_process()  # MUG 10 -> 2 second
+    pushes = list(
+        PendingPush.objects.filter(channel_id=channel.pk).order_by("priority", "next_attempt_at")
+    )
+    assert [(p.listing_id, p.quantity) for p in pushes] == [
+        (world.listings["shopify"].pk, 2),
+        (pen_listing.pk, 49),
+    ]
+
+
 def test_a_channel_down_for_a_while_catches_up(world):
     sim, channel = world.sims["shopify"], world.channels["shopify"]
     sim.faults.error_rate = 1.0
@@ -203,6 +242,15 @@ def test_unchanged_value_is_skipped(world):
         ({"zero_at_or_below": 3}, {}, 4, 4, []),
         ({"last_units_threshold": 2}, {}, 2, 0, ["last units"]),
         ({"last_units_threshold": 2, "safe_for_last_units": True}, {}, 2, 2, []),
+        ({"last_units_threshold": 2}, {}, 5, 3, ["last units"]),
+        ({"last_units_threshold": 2}, {"last_units_threshold": 0}, 5, 5, []),
+        (
+            {"last_units_threshold": 2, "safety_buffer": 1},
+            {},
+            5,
+            2,
+            ["last units", "safety buffer"],
+        ),
         ({"safety_buffer": 5}, {}, 3, 0, ["safety buffer"]),
     ],
 )
@@ -220,6 +268,73 @@ def test_each_policy_rule_and_its_explanation(
     assert explanation.quantity == expected
     assert [rule for rule, _, _ in explanation.steps] == rules
     assert f"= {expected} shown" in explanation.as_text()
+
+
+def _shipped_policy(channel):
+    """Back to what a new channel gets (the world fixture turns the policies off)."""
+    from channels_app.models import Channel
+
+    for field in (
+        "safety_buffer",
+        "percent_shown",
+        "max_shown",
+        "min_shown",
+        "zero_at_or_below",
+        "velocity_buffer",
+        "push_delay_seconds",
+        "last_units_threshold",
+    ):
+        setattr(channel, field, Channel._meta.get_field(field).get_default())
+    channel.save()
+
+
+def test_a_new_channel_gets_the_shipped_default_policy():
+    from channels_app.models import Channel
+
+    channel = Channel(code="new", kind="ebay", name="New")
+    assert channel.last_units_threshold == 2
+    assert channel.velocity_buffer is True
+    assert channel.push_delay_seconds == 5
+    assert channel.safe_for_last_units is False
+    assert (channel.safety_buffer, channel.percent_shown) == (0, 100)
+    assert channel.max_shown is channel.min_shown is channel.zero_at_or_below is None
+
+
+def test_default_policy_keeps_the_last_units_for_safe_channels(world):
+    ebay, shopify = world.channels["ebay"], world.channels["shopify"]
+    for channel in (ebay, shopify):
+        _shipped_policy(channel)
+    assert shopify.safe_for_last_units and not ebay.safe_for_last_units  # the demo's setup
+    kept = ebay.last_units_threshold
+
+    def shows(available):
+        stock.stock_count(sku=world.sku, warehouse=world.warehouse, counted_quantity=available)
+        return {
+            kind: listing_quantity_explain(listing=world.listings[kind]).quantity
+            for kind in ("ebay", "shopify")
+        }
+
+    # Nothing sold yet, so no velocity buffer: eBay shows what is above the last units.
+    assert shows(kept + 5) == {"ebay": 5, "shopify": kept + 5}
+    explanation = listing_quantity_explain(listing=world.listings["ebay"])
+    assert explanation.steps == [
+        ("last units", 5, f"-{kept}: the last units only on safe channels")
+    ]
+    assert shows(kept + 1) == {"ebay": 1, "shopify": kept + 1}
+    assert shows(kept) == {"ebay": 0, "shopify": kept}
+    assert listing_quantity_explain(listing=world.listings["ebay"]).steps[0][0] == "last units"
+    # Once it sells, the unit expected to sell meanwhile is held back on every channel.
+    world.sims["walmart"].create_order([("MUG", 1)])
+    channel_orders_import(channel=world.channels["walmart"])
+    stock.stock_receive(sku=world.sku, warehouse=world.warehouse, quantity=10)
+    ebay_now = listing_quantity_explain(listing=world.listings["ebay"])
+    shopify_now = listing_quantity_explain(listing=world.listings["shopify"])
+    assert ebay_now.available == shopify_now.available == kept + 9
+    assert [rule for rule, _, _ in ebay_now.steps] == ["last units", "velocity buffer"]
+    assert (ebay_now.quantity, shopify_now.quantity) == (8, kept + 8)
+    # A listing can turn the rule off (0) while its channel keeps it.
+    Listing.objects.filter(pk=world.listings["ebay"].pk).update(last_units_threshold=0)
+    assert listing_quantity_explain(listing=world.listings["ebay"]).quantity == kept + 8
 
 
 def test_velocity_buffer_grows_with_the_sales_rate(world):
