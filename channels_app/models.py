@@ -78,7 +78,8 @@ class Channel(SalesChannel):
         null=True,
         blank=True,
         help_text="The last this many units are offered only on channels marked safe for last "
-        "units; other channels show the available stock minus these (0 at or below it). Blank "
+        "units; other channels show the available stock minus these (0 at or below it). Only "
+        "for stock another channel also sells: a SKU listed here alone shows all of it. Blank "
         "or 0 turns it off. With no channel marked safe, these units are offered nowhere.",
     )
     safe_for_last_units = models.BooleanField(

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='channel',
             name='last_units_threshold',
-            field=models.PositiveIntegerField(blank=True, default=2, help_text='The last this many units are offered only on channels marked safe for last units; other channels show the available stock minus these (0 at or below it). Blank or 0 turns it off. With no channel marked safe, these units are offered nowhere.', null=True),
+            field=models.PositiveIntegerField(blank=True, default=2, help_text='The last this many units are offered only on channels marked safe for last units; other channels show the available stock minus these (0 at or below it). Only for stock another channel also sells: a SKU listed here alone shows all of it. Blank or 0 turns it off. With no channel marked safe, these units are offered nowhere.', null=True),
         ),
         migrations.AlterField(
             model_name='channel',

@@ -14,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from channels_app.models import Channel, Listing
-from inventory.models import SKU, Warehouse
+from inventory.models import SKU, BundleComponent, Warehouse
 from inventory.selectors import stock_available_many
 from oms.models import FulfillmentModel, OrderLine, RoutingRule
 
@@ -79,15 +79,43 @@ def sales_rate_per_second(sku_ids: Iterable[int]) -> dict[int, float]:
     return rates
 
 
+def channels_selling(sku_ids: Iterable[int]) -> dict[int, int]:
+    """How many enabled channels sell each SKU's stock: through an active listing of it or of
+    a bundle built of it. A bundle always counts as shared (its components are sold alone
+    too, or in other bundles)."""
+    sku_ids = set(sku_ids)
+    bundles_of: dict[int, set[int]] = defaultdict(set)
+    for bundle_id, component_id in BundleComponent.objects.filter(
+        component_id__in=sku_ids
+    ).values_list("bundle_id", "component_id"):
+        bundles_of[component_id].add(bundle_id)
+    listed = {*sku_ids, *(b for bundles in bundles_of.values() for b in bundles)}
+    channels_of: dict[int, set[int]] = defaultdict(set)
+    for sku_id, channel_id in Listing.objects.filter(
+        sku_id__in=listed, state=Listing.State.ACTIVE, channel__is_enabled=True
+    ).values_list("sku_id", "channel_id"):
+        channels_of[sku_id].add(channel_id)
+    counts = {
+        sku_id: len(channels_of[sku_id].union(*(channels_of[b] for b in bundles_of[sku_id])))
+        for sku_id in sku_ids
+    }
+    for bundle_id in SKU.objects.filter(pk__in=sku_ids, kind=SKU.Kind.BUNDLE).values_list(
+        "pk", flat=True
+    ):
+        counts[bundle_id] = max(counts[bundle_id], 2)
+    return counts
+
+
 def _apply_rules(
-    listing: Listing, channel: Channel, available: int, rate: float
+    listing: Listing, channel: Channel, available: int, rate: float, shared: bool
 ) -> list[tuple[str, int, str]]:
     steps: list[tuple[str, int, str]] = []
     value = available
     # The last units are kept for the channels safe for them: the others show only the stock
     # above them, so none of those, still showing an older value, can sell them on its own.
+    # A SKU sold on this channel alone races nobody: all of it is shown.
     reserved = _policy(listing, channel, "last_units_threshold") or 0
-    if channel.safe_for_last_units:
+    if channel.safe_for_last_units or not shared:
         reserved = 0
     if reserved and available <= reserved:
         return [("last units", 0, f"{available} <= {reserved}: only safe channels offer them")]
@@ -133,6 +161,7 @@ def listing_quantities(listings: list[Listing]) -> dict[int, QuantityExplanation
     for listing in listings:
         by_group[(listing.channel_id, listing.fulfillment_model)].append(listing)
     rates = sales_rate_per_second({listing.sku_id for listing in listings})
+    selling = channels_selling({listing.sku_id for listing in listings})
     explained = {}
     for (_, model), group in by_group.items():
         channel = group[0].channel
@@ -146,7 +175,13 @@ def listing_quantities(listings: list[Listing]) -> dict[int, QuantityExplanation
                 available=units,
                 warehouses=[w.code for w in warehouses],
             )
-            explanation.steps = _apply_rules(listing, channel, units, rates.get(listing.sku_id, 0))
+            explanation.steps = _apply_rules(
+                listing,
+                channel,
+                units,
+                rates.get(listing.sku_id, 0),
+                shared=selling.get(listing.sku_id, 0) > 1,
+            )
             explained[listing.pk] = explanation
     return explained
 

@@ -337,6 +337,25 @@ def test_default_policy_keeps_the_last_units_for_safe_channels(world):
     assert listing_quantity_explain(listing=world.listings["ebay"]).quantity == kept + 8
 
 
+def test_last_units_are_kept_back_only_for_stock_another_channel_also_sells(world):
+    """A SKU listed on one channel alone races nobody, so the default keep-back would only
+    cost sales there; once a second channel sells the same stock (directly or in a bundle),
+    it applies."""
+    from inventory.models import SKU, BundleComponent
+
+    ebay = world.channels["ebay"]
+    _shipped_policy(ebay)
+    kept = ebay.last_units_threshold
+    Listing.objects.exclude(channel=ebay).update(state=Listing.State.INACTIVE)
+    explanation = listing_quantity_explain(listing=world.listings["ebay"])
+    assert (explanation.available, explanation.quantity, explanation.steps) == (10, 10, [])
+    # Shopify sells a two-mug gift set built of the same mugs: the stock is shared again.
+    gift = SKU.objects.create(code="MUG-GIFT", kind=SKU.Kind.BUNDLE)
+    BundleComponent.objects.create(bundle=gift, component=world.sku, quantity=2)
+    Listing.objects.create(channel=world.channels["shopify"], sku=gift, seller_sku="MUG-GIFT")
+    assert listing_quantity_explain(listing=world.listings["ebay"]).quantity == 10 - kept
+
+
 def test_velocity_buffer_grows_with_the_sales_rate(world):
     channel, listing = world.channels["ebay"], world.listings["ebay"]
     channel.velocity_buffer, channel.push_delay_seconds = True, 600
