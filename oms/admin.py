@@ -68,11 +68,66 @@ from oms.services.orders import order_hold_release, order_release_to_warehouse
 
 S = OrderStatus
 LIST_PER_PAGE = 50
-# Bulk actions that call a service or print documents load the selected orders; beyond this
+# Bulk actions that call a service or print documents load the selection; beyond this
 # the request would run for minutes, so the action refuses and asks for a narrower filter.
 MAX_SELECTION = 1000
-# Per-order messages after a bulk action; the rest are counted in one more message.
+# Per-object messages after a bulk action; the rest are counted in one more message.
 MAX_MESSAGES = 20
+
+
+class BulkActionMixin:
+    """Admin actions that run a service over a selection: capped at ``MAX_SELECTION``, each
+    object on its own so one refusal never stops the rest, refusals reported one by one (the
+    first ``MAX_MESSAGES``), and, for input, one intermediate form for the whole selection."""
+
+    bulk_noun = "object"
+
+    def _selection(self, request: HttpRequest, queryset: QuerySet) -> list | None:
+        selected = list(queryset[: MAX_SELECTION + 1])
+        if len(selected) > MAX_SELECTION:
+            self.message_user(
+                request,
+                f"More than {MAX_SELECTION} {self.bulk_noun}s selected: nothing was done. "
+                "Filter the list further and select again.",
+                messages.ERROR,
+            )
+            return None
+        return selected
+
+    def _report_refusals(self, request: HttpRequest, refusals: list[str]) -> None:
+        for message in refusals[:MAX_MESSAGES]:
+            self.message_user(request, message, messages.ERROR)
+        if len(refusals) > MAX_MESSAGES:
+            self.message_user(
+                request,
+                f"{len(refusals) - MAX_MESSAGES} more {self.bulk_noun}(s) were refused as well.",
+                messages.ERROR,
+            )
+
+    def _bulk_form_response(
+        self,
+        request: HttpRequest,
+        *,
+        title: str,
+        selection: list[tuple[int, str, str]],
+        form,
+        action: str,
+        submit_label: str,
+    ) -> TemplateResponse:
+        """The intermediate page: ``selection`` holds a (pk, label, detail) per object."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "selection": selection,
+            "noun": self.bulk_noun,
+            "form": form,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "submit_label": submit_label,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/bulk_action_form.html", context)
 
 
 class ReadOnlyAdminMixin:
@@ -298,8 +353,10 @@ def _tracking_link(carrier_code: str, number: str) -> str:
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
     """Manage Orders. Read-only order page; actions and forms call the order services."""
+
+    bulk_noun = "order"
 
     list_display = (
         "external_id",
@@ -751,18 +808,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     # -- bulk actions --
 
-    def _selection(self, request: HttpRequest, queryset: QuerySet) -> list[Order] | None:
-        orders = list(queryset[: MAX_SELECTION + 1])
-        if len(orders) > MAX_SELECTION:
-            self.message_user(
-                request,
-                f"More than {MAX_SELECTION} orders selected: nothing was done. Filter the list "
-                "further and select again.",
-                messages.ERROR,
-            )
-            return None
-        return orders
-
     def _run(
         self,
         request: HttpRequest,
@@ -791,14 +836,7 @@ class OrderAdmin(admin.ModelAdmin):
                 f"{len(held)} order(s) went on hold instead: {_listing(held)}.",
                 messages.WARNING,
             )
-        for message in failed[:MAX_MESSAGES]:
-            self.message_user(request, message, messages.ERROR)
-        if len(failed) > MAX_MESSAGES:
-            self.message_user(
-                request,
-                f"{len(failed) - MAX_MESSAGES} more order(s) were refused as well.",
-                messages.ERROR,
-            )
+        self._report_refusals(request, failed)
 
     def _command(self, request: HttpRequest, queryset: QuerySet, verb: str) -> None:
         orders = self._selection(request, queryset)
@@ -836,18 +874,16 @@ class OrderAdmin(admin.ModelAdmin):
                 return None
         else:
             form = form_class()
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"{form_class.title}: {len(orders)} order(s)",
-            "orders": orders,
-            "form": form,
-            "action": action,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "submit_label": form_class.title,
-            "media": self.media + form.media,
-        }
-        return TemplateResponse(request, "admin/oms/order/bulk_form.html", context)
+        return self._bulk_form_response(
+            request,
+            title=f"{form_class.title}: {len(orders)} order(s)",
+            selection=[
+                (o.pk, o.external_id, f"{o.channel}, {o.get_status_display()}") for o in orders
+            ],
+            form=form,
+            action=action,
+            submit_label=form_class.title,
+        )
 
     @admin.action(description="Allocate selected orders", permissions=["allocate"])
     def allocate_orders(self, request: HttpRequest, queryset: QuerySet) -> None:

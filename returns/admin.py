@@ -43,7 +43,7 @@ from django.views.decorators.http import require_POST
 
 from inventory.exceptions import DomainError
 from inventory.models import SKU
-from oms.admin import CappedCountPaginator, ReadOnlyAdminMixin
+from oms.admin import BulkActionMixin, CappedCountPaginator, ReadOnlyAdminMixin
 from oms.models import MONEY, Order, OrderLine
 
 from . import views
@@ -62,11 +62,6 @@ from .services import return_request_authorize
 
 R = ReturnStatus
 LIST_PER_PAGE = 50
-# Bulk decisions load the selected returns; beyond this the action refuses and asks for a
-# narrower filter instead of running for minutes.
-MAX_SELECTION = 1000
-# Per-return messages after a bulk action; the rest are counted in one more message.
-MAX_MESSAGES = 20
 DECIDE = "returns.decide_return"
 
 
@@ -163,8 +158,10 @@ def return_queue() -> QuerySet[ReturnRequest]:
 
 
 @admin.register(ReturnRequest)
-class ReturnRequestAdmin(admin.ModelAdmin):
+class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
     """The returns queue and the read-only return page; decisions call the return services."""
+
+    bulk_noun = "return"
 
     list_display = (
         "rma",
@@ -547,18 +544,6 @@ class ReturnRequestAdmin(admin.ModelAdmin):
 
     # -- bulk decisions --
 
-    def _selection(self, request: HttpRequest, queryset: QuerySet) -> list[ReturnRequest] | None:
-        selected = list(queryset[: MAX_SELECTION + 1])
-        if len(selected) > MAX_SELECTION:
-            self.message_user(
-                request,
-                f"More than {MAX_SELECTION} returns selected: nothing was done. Filter the list "
-                "further and select again.",
-                messages.ERROR,
-            )
-            return None
-        return selected
-
     def _run(
         self,
         request: HttpRequest,
@@ -577,14 +562,7 @@ class ReturnRequestAdmin(admin.ModelAdmin):
                 succeeded += 1
         if succeeded:
             self.message_user(request, f"{done}: {succeeded} return(s).", messages.SUCCESS)
-        for message in failed[:MAX_MESSAGES]:
-            self.message_user(request, message, messages.ERROR)
-        if len(failed) > MAX_MESSAGES:
-            self.message_user(
-                request,
-                f"{len(failed) - MAX_MESSAGES} more return(s) were refused as well.",
-                messages.ERROR,
-            )
+        self._report_refusals(request, failed)
 
     @admin.action(description="Approve selected returns", permissions=["decide"])
     def approve_returns(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -615,17 +593,21 @@ class ReturnRequestAdmin(admin.ModelAdmin):
                 return None
         else:
             form = RejectForm()
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Reject {len(selected)} return(s)",
-            "returns": selected,
-            "form": form,
-            "action": "reject_returns",
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "submit_label": "Reject",
-        }
-        return TemplateResponse(request, "admin/returns/returnrequest/bulk_reject.html", context)
+        return self._bulk_form_response(
+            request,
+            title=f"Reject {len(selected)} return(s)",
+            selection=[
+                (
+                    r.pk,
+                    r.rma,
+                    f"{r.channel.code} order {r.order.external_id}, {r.get_status_display()}",
+                )
+                for r in selected
+            ],
+            form=form,
+            action="reject_returns",
+            submit_label="Reject",
+        )
 
 
 def _about(return_request: ReturnRequest, exc: DomainError) -> str:
