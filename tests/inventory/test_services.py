@@ -320,3 +320,22 @@ def test_nudges_for_the_same_task_coalesce_within_their_window(settings):
     assert outbox._first_in_window(key + ":other", 100) is True  # other arguments: own task
     time.sleep(0.12)
     assert outbox._first_in_window(key, 100) is True  # the window has passed
+
+
+def test_a_reservation_refused_for_stock_can_be_retried_under_the_same_key(wh, mug):
+    """A shortage writes nothing, not even the idempotency key: once stock arrives, the
+    retry under the same key reserves, and a further retry changes nothing."""
+    from inventory.exceptions import InsufficientStock
+
+    services.stock_receive(sku=mug, warehouse=wh, quantity=1)
+    with pytest.raises(InsufficientStock):
+        services.stock_reserve(
+            warehouse=wh, items=[(mug, 3)], reference="order:9", idempotency_key="res-9"
+        )
+    services.stock_receive(sku=mug, warehouse=wh, quantity=5)
+    for _ in range(2):
+        [held] = services.stock_reserve(
+            warehouse=wh, items=[(mug, 3)], reference="order:9", idempotency_key="res-9"
+        )
+        assert held.quantity == 3
+    assert (level(mug, wh).on_hand, level(mug, wh).reserved) == (6, 3)
