@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -121,11 +123,11 @@ class _Entry:
         return cls(kind, level.sku_id, level.warehouse_id, on_hand_delta, reserved_delta)
 
 
-def _write_ledger(
+def _ledger_rows(
     entries: Iterable[_Entry], *, reason: str, reference: str, key: str, actor: Actor
-) -> None:
+) -> list[StockMovement]:
     who = _actor_fields(actor)
-    movements = [
+    return [
         StockMovement(
             kind=e.kind,
             sku_id=e.sku_id,
@@ -139,7 +141,13 @@ def _write_ledger(
         )
         for e in entries
     ]
-    StockMovement.objects.bulk_create(movements)  # the database writes their outbox rows
+
+
+def _write_ledger(
+    entries: Iterable[_Entry], *, reason: str, reference: str, key: str, actor: Actor
+) -> None:
+    rows = _ledger_rows(entries, reason=reason, reference=reference, key=key, actor=actor)
+    StockMovement.objects.bulk_create(rows)  # the database writes their outbox rows
     outbox.stock_changed()
 
 
@@ -473,42 +481,129 @@ def stock_reserve(
             code="not_sellable",
         )
     rows, demand = _expand(items)
-    with transaction.atomic(savepoint=False):
+    reservations = [
+        Reservation(
+            reference=reference,
+            line_reference=line_ref,
+            sku=component,
+            warehouse=warehouse,
+            requested_sku=requested,
+            units_per_item=per_item,
+            quantity=units,
+        )
+        for line_ref, requested, component, units, per_item in rows
+    ]
+    movements = _ledger_rows(
+        [
+            _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
+            for r in reservations
+        ],
+        reason="",
+        reference=reference,
+        key=idempotency_key,
+        actor=actor,
+    )
+    # On PostgreSQL one stock level (most orders) is taken with its reservation and ledger
+    # rows in a single statement, which is atomic by itself: no transaction is opened for it.
+    one_statement = connection.vendor == "postgresql" and len(demand) == 1
+    needs_transaction = bool(idempotency_key) or not one_statement
+    with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
         if not _claim(idempotency_key, "reserve", reference):
             return list(Reservation.objects.filter(reference=reference, status="active"))
-        level_ids, short = _take_stock(warehouse, demand)
+        if one_statement:
+            [(sku_id, units)] = demand.items()
+            short = (
+                []
+                if _reserve_level(warehouse, sku_id, units, reservations, movements)
+                else [sku_id]
+            )
+        else:
+            level_ids, short = _take_stock(warehouse, demand)
+            if not short:
+                for reservation in reservations:
+                    reservation.stock_level_id = level_ids[reservation.sku_id]
+                Reservation.objects.bulk_create(reservations)
+                StockMovement.objects.bulk_create(movements)  # outbox rows by trigger
         if not short:
-            reservations = Reservation.objects.bulk_create(
-                [
-                    Reservation(
-                        reference=reference,
-                        line_reference=line_ref,
-                        stock_level_id=level_ids[component.pk],
-                        sku=component,
-                        warehouse=warehouse,
-                        requested_sku=requested,
-                        units_per_item=per_item,
-                        quantity=units,
-                    )
-                    for line_ref, requested, component, units, per_item in rows
-                ]
-            )
-            _write_ledger(
-                [
-                    _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
-                    for r in reservations
-                ],
-                reason="",
-                reference=reference,
-                key=idempotency_key,
-                actor=actor,
-            )
+            outbox.stock_changed()
             return reservations
         if idempotency_key:  # nothing was reserved: a retry with this key must try again
             IdempotencyRecord.objects.filter(key=idempotency_key).delete()
     # Raised outside the block, having written nothing, so the caller's transaction stays
     # usable.
     raise _shortage(warehouse, demand, short)
+
+
+def _reserve_level(
+    warehouse: Warehouse,
+    sku_id: int,
+    units: int,
+    reservations: list[Reservation],
+    movements: list[StockMovement],
+) -> bool:
+    """PostgreSQL: take ``units`` of one stock level if on hand covers them, and insert the
+    reservation and ledger rows, in one statement (data-modifying CTEs). Returns False, having
+    written nothing, when the level is short or missing; else fills in the reservations' ids."""
+    reservation_insert, reservation_params = _insert_from_level(
+        Reservation, reservations, level_column="stock_level_id"
+    )
+    movement_insert, movement_params = _insert_from_level(StockMovement, movements)
+    sql = (
+        f"WITH level AS (UPDATE {_STOCK_LEVEL_TABLE} SET reserved = reserved + %s "
+        "WHERE warehouse_id = %s AND sku_id = %s AND on_hand >= reserved + %s RETURNING id), "
+        f"reservation AS ({reservation_insert} RETURNING id), "
+        f"movement AS ({movement_insert}) "
+        "SELECT (SELECT id FROM level), ARRAY(SELECT id FROM reservation ORDER BY id)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [units, warehouse.pk, sku_id, units, *reservation_params, *movement_params]
+        )
+        level_id, ids = cursor.fetchone()
+    if level_id is None:
+        return False
+    for reservation, pk in zip(reservations, ids, strict=True):
+        reservation.pk, reservation.stock_level_id = pk, level_id
+        reservation._state.adding, reservation._state.db = False, connection.alias
+    return True
+
+
+def _insert_from_level(model, objs: list, level_column: str = "") -> tuple[str, list]:
+    """``INSERT INTO <model> ... SELECT`` one row per object for each row of the CTE
+    ``level`` (none when it is empty), in the objects' order; ``level_column`` takes the
+    level's id. Columns, defaults and types come from the model's fields, as ``bulk_create``
+    would write them."""
+    fields, insert, row = _insert_shape(model, level_column)
+    params = []
+    for position, obj in enumerate(objs):
+        params.append(position)
+        params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
+    names = ", ".join(f"v{i}" for i in range(len(fields)))
+    sql = (
+        f"{insert} FROM level CROSS JOIN (VALUES {', '.join([row] * len(objs))}) "
+        f"AS v(position, {names}) ORDER BY v.position"
+    )
+    return sql, params
+
+
+@cache
+def _insert_shape(model, level_column: str) -> tuple[list, str, str]:
+    """The fields ``_insert_from_level`` writes, its ``INSERT ... SELECT`` head and one typed
+    row of placeholders."""
+    fields = [
+        f for f in model._meta.concrete_fields if not f.primary_key and f.attname != level_column
+    ]
+    quote = connection.ops.quote_name
+    target = [level_column] if level_column else []
+    source = ["level.id"] if level_column else []
+    names = [f"v{i}" for i in range(len(fields))]
+    insert = (
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(c) for c in [*target, *(f.column for f in fields)])}) "
+        f"SELECT {', '.join([*source, *names])}"
+    )
+    row = "(" + ", ".join(["%s"] + [f"%s::{f.cast_db_type(connection)}" for f in fields]) + ")"
+    return fields, insert, row
 
 
 def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int, int], list[int]]:

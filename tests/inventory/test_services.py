@@ -339,3 +339,32 @@ def test_a_reservation_refused_for_stock_can_be_retried_under_the_same_key(wh, m
         )
         assert held.quantity == 3
     assert (level(mug, wh).on_hand, level(mug, wh).reserved) == (6, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_level_reservation_outside_a_transaction_is_whole_or_nothing():
+    """One stock level taken by several lines, called in autocommit as a web or worker
+    process does: every line's reservation and ledger row is written, in line order, or,
+    when short, nothing at all."""
+    wh, mug = Warehouse.objects.create(code="main"), SKU.objects.create(code="MUG")
+    services.stock_receive(sku=mug, warehouse=wh, quantity=5)
+    reservations = services.stock_reserve(
+        warehouse=wh, items=[(mug, 1, "l1"), (mug, 3, "l2")], reference="o1"
+    )
+    stored = list(Reservation.objects.filter(reference="o1").order_by("pk"))
+    assert [(r.pk, r.line_reference, r.quantity) for r in reservations] == [
+        (r.pk, r.line_reference, r.quantity) for r in stored
+    ]
+    assert [(r.line_reference, r.quantity) for r in stored] == [("l1", 1), ("l2", 3)]
+    assert {r.stock_level_id for r in stored} == {level(mug, wh).pk}
+    assert level(mug, wh).reserved == 4
+    assert sorted(
+        StockMovement.objects.filter(reference="o1").values_list("reserved_delta", flat=True)
+    ) == [1, 3]
+
+    with pytest.raises(InsufficientStock) as err:
+        services.stock_reserve(warehouse=wh, items=[(mug, 2, "l1")], reference="o2")
+    assert err.value.shortages == {"MUG": (2, 1)}
+    assert level(mug, wh).reserved == 4
+    assert not Reservation.objects.filter(reference="o2").exists()
+    assert not StockMovement.objects.filter(reference="o2").exists()
