@@ -220,6 +220,9 @@ class SimulatorServer:
         self._shoppers_stop = threading.Event()
         self._register_control_routes()
         self.register_routes()
+        # Claims, chargebacks and feedback by the channel's id, in its own JSON.
+        self.defects: dict[str, dict[str, Any]] = {}
+        self._register_defect_routes()
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -665,6 +668,36 @@ class SimulatorServer:
             str(payload["order_id"]), lines, comment=str(payload.get("comment", "")), **kwargs
         )
         return json_response({"return": created}, status=201)
+
+    def open_defect(self, order_id: str, **fields: Any) -> dict[str, Any]:
+        """A buyer opens a dispute or leaves feedback on ``order_id``; channels that report
+        them override this (the fields are the channel's own, see each simulator)."""
+        raise SimulatorError(f"{self.kind} reports no claims, chargebacks or feedback", status=404)
+
+    def update_defect(self, defect_id: str, **fields: Any) -> dict[str, Any]:
+        """Move a dispute or feedback on (won, closed, removed); see each simulator."""
+        raise SimulatorError(f"{self.kind} reports no claims, chargebacks or feedback", status=404)
+
+    def _register_defect_routes(self) -> None:
+        control = {"channel_api": False, "bucket": None}
+        self.route("POST", r"/_sim/defects", self._control_open_defect, **control)
+        self.route(
+            "POST", r"/_sim/defects/(?P<defect_id>[^/]+)", self._control_update_defect, **control
+        )
+        self.register_defect_routes()
+
+    def register_defect_routes(self) -> None:
+        """Channels that report disputes or feedback register their wire routes here."""
+
+    def _control_open_defect(self, request: Request) -> Response:
+        """``POST /_sim/defects`` ``{"order_id", ...channel fields}`` -> the channel's JSON."""
+        payload = dict(request.json() or {})
+        order_id = str(payload.pop("order_id", ""))
+        return json_response({"defect": self.open_defect(order_id, **payload)}, status=201)
+
+    def _control_update_defect(self, request: Request) -> Response:
+        payload = dict(request.json() or {})
+        return json_response({"defect": self.update_defect(request.params["defect_id"], **payload)})
 
     def _control_cancel(self, request: Request) -> Response:
         return json_response({"order": self.cancel_order(request.params["order_id"])})
