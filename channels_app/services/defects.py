@@ -140,6 +140,29 @@ def defect_record_import(*, channel: Channel, record: DefectRecord, actor: str) 
     return outcome
 
 
+def defect_error_retry(*, error: OrderImportError) -> str:
+    """Retry a defect kept as an import error (after its order was imported): reads the
+    channel's defects again, which attaches every one whose order is now here. Returns
+    ``created`` once this error is resolved, else ``failed`` with the reason updated."""
+    channel = Channel.objects.get(pk=error.channel_id)
+    started = timezone.now()
+    channel_defects_import(channel=channel)
+    error.refresh_from_db()
+    if error.resolved_at is not None:
+        return "created"
+    if error.last_attempt_at < started:
+        import_error_record(
+            channel=channel,
+            external_id=error.external_id,
+            raw=error.raw_payload,
+            reason=(
+                f"the channel no longer reports it (last {settings.CHANNEL_DEFECTS_LOOKBACK_DAYS}"
+                " days read): enter it by hand if it still stands"
+            ),
+        )
+    return "failed"
+
+
 def _one_per_order_and_kind(records: list[DefectRecord]) -> list[DefectRecord]:
     # An order carries one defect per kind; of several disputes on one order the one that
     # still counts (then the first opened) stands for them, so runs never flip between them.

@@ -127,7 +127,8 @@ def order_defect_import(
     One defect per order and kind (locked while compared): a new one is stored as imported;
     an existing one (imported or entered by staff) takes the channel's status and payload,
     and stops counting (``removed_at``) when the channel excludes it (a dispute won,
-    feedback removed), counting again if the channel reinstates it. When two channel
+    feedback removed), counting again when the channel's status moves back (one staff
+    stopped counting stays stopped while the channel's status stands). When two channel
     records share an order and kind, one that counts is never replaced by one that does
     not. Each change writes an order event. Returns the defect and ``created``,
     ``updated`` or ``unchanged``; raises ``OrderError`` (``invalid_defect``) for an
@@ -165,7 +166,12 @@ def order_defect_import(
         other_record = bool(defect.external_id) and defect.external_id != external_id
         if other_record and defect.removed_at is None and not counts:
             return defect, "unchanged"
-        removed_at = None if counts else (defect.removed_at or now)
+        if not counts:
+            removed_at = defect.removed_at or now
+        elif defect.channel_status == channel_status and not other_record:
+            removed_at = defect.removed_at  # staff stopped it counting; the channel did not move
+        else:
+            removed_at = None
         if (
             defect.external_id == external_id
             and defect.channel_status == channel_status

@@ -12,9 +12,10 @@ from channels_app.connectors.base import ConnectorPermanentError
 from channels_app.models import OrderImportError, SyncLog
 from channels_app.services.connection import channel_connector
 from channels_app.services.defects import channel_defects_import
-from channels_app.services.imports import channel_orders_import
+from channels_app.services.imports import channel_orders_import, import_error_retry
 from channels_app.tasks import channels_defects_import_task
 from oms.health.metrics import metric_compute
+from oms.health.services import order_defect_record, order_defect_remove
 from oms.models import HealthMetric, Order, OrderDefect, OrderEvent
 from tests.channels.conftest import post_json
 
@@ -194,3 +195,42 @@ def test_walmart_reports_none_and_the_beat_task_skips_it(world):
 def test_beat_schedules_the_defects_import():
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "channels_app.tasks.channels_defects_import_task" in tasks
+
+
+def test_retrying_a_defect_import_error_attaches_it_once_its_order_is_here(world):
+    channel = world.channels["ebay"]
+    order_id = placed_order(world, "ebay")
+    defect_id = open_defect(world, "ebay", order_id)
+    channel_defects_import(channel=channel)
+    error = OrderImportError.objects.get(external_id=f"defect:{defect_id}")
+    assert import_error_retry(error=error) == "failed"  # its order is still not here
+    channel_orders_import(channel=channel)
+
+    assert import_error_retry(error=error) == "created"
+
+    error.refresh_from_db()
+    assert error.resolved_at is not None
+    assert OrderDefect.objects.get().external_id == defect_id
+
+
+def test_staff_entry_is_adopted_and_staff_removal_stands_until_the_channel_moves(world):
+    sim, channel = world.sims["shopify"], world.channels["shopify"]
+    order_id = placed_order(world, "shopify")
+    channel_orders_import(channel=channel)
+    order = Order.objects.get(channel=channel)
+    order_defect_record(order=order, kind=OrderDefect.Kind.CHARGEBACK, actor="cs")
+    dispute = sim.open_defect(order_id)
+    channel_defects_import(channel=channel)
+    defect = OrderDefect.objects.get()
+    assert defect.source == OrderDefect.Source.STAFF
+    assert (defect.external_id, defect.channel_status) == (str(dispute["id"]), "needs_response")
+
+    order_defect_remove(defect=defect, actor="cs")
+    assert channel_defects_import(channel=channel).unchanged == 1
+    assert defect_rate(order) == (0, 1)
+
+    sim.update_defect(str(dispute["id"]), status="lost")
+    channel_defects_import(channel=channel)
+    defect.refresh_from_db()
+    assert defect.removed_at is None and defect.channel_status == "lost"
+    assert defect_rate(order) == (1, 1)
