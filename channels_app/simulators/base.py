@@ -222,6 +222,7 @@ class SimulatorServer:
         self.register_routes()
         # Claims, chargebacks and feedback by the channel's id, in its own JSON.
         self.defects: dict[str, dict[str, Any]] = {}
+        self._defects_considered: set[str] = set()
         self._register_defect_routes()
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -677,6 +678,35 @@ class SimulatorServer:
     def update_defect(self, defect_id: str, **fields: Any) -> dict[str, Any]:
         """Move a dispute or feedback on (won, closed, removed); see each simulator."""
         raise SimulatorError(f"{self.kind} reports no claims, chargebacks or feedback", status=404)
+
+    def defects_open_for_share(self, share: float) -> list[dict[str, Any]]:
+        """Open a defect (the channel's default kind) on about ``share`` of the orders placed
+        since the last call, each order considered once; none where the channel reports
+        none."""
+        if share <= 0 or type(self).open_defect is SimulatorServer.open_defect:
+            return []
+        opened = []
+        with self.lock:
+            fresh = [
+                order_id for order_id in self.orders if order_id not in self._defects_considered
+            ]
+            self._defects_considered.update(fresh)
+            for order_id in fresh:
+                if self.rng.random() < share:
+                    opened.append(self.open_defect(order_id))
+        return opened
+
+    def start_defects(self, share: float, *, every: float = 30.0) -> None:
+        """Every ``every`` seconds, open defects on ``share`` of the new orders (the demo's
+        buyers who complain), until the simulator stops."""
+
+        def run() -> None:
+            while self._server is not None:
+                time.sleep(every)
+                if self._server is not None:
+                    self.defects_open_for_share(share)
+
+        threading.Thread(target=run, name=f"defects-{self.kind}", daemon=True).start()
 
     def _register_defect_routes(self) -> None:
         control = {"channel_api": False, "bucket": None}
