@@ -29,6 +29,7 @@ run: export RECONCILE_EVERY_SECONDS ?= 60
 run: export CARRIER_TRACKING_URL ?= http://127.0.0.1:8106
 run: export TRACKING_POLL_MINUTES ?= 1
 run: export TRACKING_TICK_SECONDS ?= 20
+run: export DEFECTS_IMPORT_EVERY_SECONDS ?= 120
 run: demo
 	@echo ""
 	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"

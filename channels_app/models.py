@@ -226,6 +226,7 @@ class SyncLog(models.Model):
         CONNECTION = "connection", "Connection test"
         REFUND = "refund", "Refund"
         RETURNS = "returns", "Returns import"
+        DEFECTS = "defects", "Claims, chargebacks and feedback import"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_logs")
     kind = models.CharField(max_length=16, choices=Kind.choices)

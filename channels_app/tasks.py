@@ -7,7 +7,11 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from channels_app.connectors.base import ConnectorPermanentError, ConnectorRetryableError
+from channels_app.connectors.base import (
+    ConnectorError,
+    ConnectorPermanentError,
+    ConnectorRetryableError,
+)
 from channels_app.models import Channel
 from channels_app.services.confirmations import shipment_confirm, shipment_confirmation_give_up
 from channels_app.services.imports import channel_orders_import, channels_due_for_poll
@@ -196,3 +200,19 @@ def shipments_track_task() -> int:
     from channels_app.services.tracking import shipments_track
 
     return shipments_track()
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def channels_defects_import_task() -> int:
+    """Beat: import claims, chargebacks and feedback from every enabled channel reporting them."""
+    from channels_app.services.defects import channel_defects_import, channel_offers_defects
+
+    seen = 0
+    for channel in Channel.objects.filter(is_enabled=True):
+        if not channel_offers_defects(channel):
+            continue
+        try:
+            seen += channel_defects_import(channel=channel).seen
+        except ConnectorError:
+            continue  # recorded in the sync log; the next run reads the same window again
+    return seen

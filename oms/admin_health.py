@@ -64,7 +64,15 @@ class OrderDefectAdmin(admin.ModelAdmin):
     they count in the order defect rate until marked as no longer counting."""
 
     form = OrderDefectForm
-    list_display = ("order", "kind", "source", "opened_at", "counts", "created_by")
+    list_display = (
+        "order",
+        "kind",
+        "source",
+        "channel_status",
+        "opened_at",
+        "counts",
+        "created_by",
+    )
     list_filter = ("kind", "source", ("removed_at", admin.EmptyFieldListFilter))
     list_select_related = ("order", "order__channel", "created_by")
     raw_id_fields = ("order",)
@@ -81,8 +89,8 @@ class OrderDefectAdmin(admin.ModelAdmin):
         if obj is None:
             return ("source",)
         return (
-            "order", "kind", "opened_at", "source", "external_id", "note", "removed_at",
-            "created_by", "created_at",
+            "order", "kind", "opened_at", "source", "external_id", "channel_status", "note",
+            "removed_at", "raw_payload", "created_by", "created_at",
         )  # fmt: skip
 
     def get_fields(self, request: HttpRequest, obj=None):

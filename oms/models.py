@@ -524,6 +524,12 @@ class OrderDefect(models.Model):
     removed_at = models.DateTimeField(
         null=True, blank=True, help_text="Claim denied or feedback removed: no longer counts."
     )
+    channel_status = models.CharField(
+        max_length=60, blank=True, help_text="The channel's own status, for imported defects."
+    )
+    raw_payload = models.JSONField(
+        default=dict, blank=True, help_text="The channel's record as last imported."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels_app.tasks.channels_returns_import_task",
         "schedule": env.int("RETURNS_IMPORT_EVERY_SECONDS", default=900),
     },
+    "channels-defects-import": {
+        "task": "channels_app.tasks.channels_defects_import_task",
+        "schedule": env.int("DEFECTS_IMPORT_EVERY_SECONDS", default=3600),
+    },
     "refunds-sweep": {
         "task": "channels_app.tasks.refunds_sweep_task",
         "schedule": 120,
@@ -286,6 +290,9 @@ SYNC_PUSH_MAX_ATTEMPTS = env.int("SYNC_PUSH_MAX_ATTEMPTS", default=8)
 SYNC_PUSH_LEASE_SECONDS = 90
 CHANNEL_IMPORT_OVERLAP_SECONDS = env.int("CHANNEL_IMPORT_OVERLAP_SECONDS", default=300)
 CHANNEL_IMPORT_INITIAL_DAYS = env.int("CHANNEL_IMPORT_INITIAL_DAYS", default=7)
+# Claims, chargebacks and feedback change long after they open and no channel lists them by
+# change time: every import reads back this many days (the 60-day defect window and more).
+CHANNEL_DEFECTS_LOOKBACK_DAYS = env.int("CHANNEL_DEFECTS_LOOKBACK_DAYS", default=90)
 
 LOGGING = {
     "version": 1,

@@ -46,6 +46,9 @@ from channels_app.connectors.base import (
     ConnectorError,
     ConnectorPermanentError,
     ConnectorRetryableError,
+    DefectKind,
+    DefectPage,
+    DefectRecord,
     InventoryUpdate,
     ListingSnapshot,
     OrderPage,
@@ -55,6 +58,7 @@ from channels_app.connectors.base import (
     ReturnLineRecord,
     ReturnRecord,
     ShipmentConfirmation,
+    map_defects,
     map_records,
     map_returns,
     parse_iso_datetime,
@@ -120,6 +124,11 @@ class FbaInventorySummary:
 
 
 SELLER_PERFORMANCE_REPORT_TYPE = "GET_V2_SELLER_PERFORMANCE_REPORT"
+SELLER_FEEDBACK_REPORT_TYPE = "GET_SELLER_FEEDBACK_DATA"
+_FEEDBACK_COLUMNS = ("Date", "Rating", "Order ID")
+# Amazon strikes through negative feedback about its own fulfilment and adds this note; the
+# rating then no longer counts.
+FBA_FEEDBACK_NOTE = "we take responsibility for this fulfillment experience"
 # Amazon's performance metric -> (numerator field, denominator field) in the report's JSON
 # (schemas/reports/accountHealthReport-2020-11-18.json). The order defect rate is split into
 # "mfn" and "afn" blocks and reads its numerator from ``orderWithDefects.count``.
@@ -455,6 +464,30 @@ class AmazonConnector(ChannelConnector):
         except ValueError as exc:
             raise ConnectorRetryableError("seller performance report is not JSON") from exc
         return parse_account_health(document)
+
+    offers_defects = True
+
+    def fetch_defects(self, *, since: datetime) -> DefectPage:
+        """Negative feedback (1-2 stars) left since ``since``, from the seller feedback report
+        (``GET_SELLER_FEEDBACK_DATA``). The report lists the feedback standing now: feedback
+        the buyer or Amazon removed is absent, so the page is complete for negative feedback
+        since ``since``; feedback Amazon struck through is listed with its note and no longer
+        counts. A-to-z claims have no per-order report or API: staff enter them.
+        """
+        rows = [
+            row
+            for text in self._report_texts(SELLER_FEEDBACK_REPORT_TYPE, since)
+            for row in parse_feedback_report(text)
+        ]
+        records, rejects = map_defects(
+            rows, external_id=lambda row: str(row.get("Order ID") or ""), mapper=map_feedback
+        )
+        return DefectPage(
+            records=records,
+            rejects=rejects,
+            complete_since=since,
+            complete_kinds=frozenset({DefectKind.NEGATIVE_FEEDBACK}),
+        )
 
     # ----- inventory pushes ----------------------------------------------------------
 
@@ -1359,3 +1392,41 @@ def _utc(value: datetime) -> datetime:
 
 def _iso(value: datetime) -> str:
     return _utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_feedback_report(document: str) -> list[dict[str, str]]:
+    """Rows of a GET_SELLER_FEEDBACK_DATA document (tab-separated)."""
+    reader = csv.DictReader(io.StringIO(document.lstrip("\ufeff")), delimiter="\t")
+    if document.strip() and not set(_FEEDBACK_COLUMNS) <= set(reader.fieldnames or ()):
+        raise ConnectorRetryableError("seller feedback report lacks the expected columns")
+    return list(reader)
+
+
+def map_feedback(row: Mapping[str, str]) -> DefectRecord | None:
+    """One feedback row; ``None`` for 3 stars and up (not a defect). The report gives only
+    the day it was left (``MM/DD/YY``), taken as that day's start, UTC."""
+    rating = int(row["Rating"])
+    if not 1 <= rating <= 5:
+        raise ValueError(f"rating {rating} is not 1 to 5")
+    if rating > 2:
+        return None
+    order_id = _text(row["Order ID"], "Order ID")
+    struck = FBA_FEEDBACK_NOTE in (row.get("Comments") or "")
+    return DefectRecord(
+        channel_defect_id=order_id,  # one feedback per order
+        channel_order_id=order_id,
+        kind=DefectKind.NEGATIVE_FEEDBACK,
+        opened_at=_feedback_date(row["Date"]),
+        status=f"{rating} stars" + (", struck through by Amazon" if struck else ""),
+        counts=not struck,
+        raw=dict(row),
+    )
+
+
+def _feedback_date(value: str) -> datetime:
+    for pattern in ("%m/%d/%y", "%m/%d/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value.strip(), pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return parse_iso_datetime(value)

@@ -207,6 +207,45 @@ class ReturnRecord:
     raw: dict[str, Any]
 
 
+class DefectKind:
+    """What counts against the order defect rate, in our words."""
+
+    CLAIM = "claim"  # a buyer's guarantee claim (Amazon A-to-z, an eBay case)
+    CHARGEBACK = "chargeback"  # the buyer's bank took the payment back
+    NEGATIVE_FEEDBACK = "negative_feedback"  # 1 or 2 stars
+
+    ALL = frozenset({CLAIM, CHARGEBACK, NEGATIVE_FEEDBACK})
+
+
+@dataclass(frozen=True)
+class DefectRecord:
+    """A claim, chargeback or negative feedback on one order, as the channel reports it now.
+
+    ``status`` is the channel's own word; ``counts`` is False once the channel itself stops
+    counting it (a dispute the seller won, feedback removed or struck through).
+    """
+
+    channel_defect_id: str
+    channel_order_id: str
+    kind: str
+    opened_at: datetime
+    status: str
+    counts: bool
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DefectPage:
+    """Every defect a channel reports opened since a time. When ``complete_since`` is set,
+    the channel lists every defect of ``complete_kinds`` opened since then, so one imported
+    earlier and missing now was removed (Amazon's feedback report drops removed feedback)."""
+
+    records: list[DefectRecord]
+    rejects: list[RejectedRecord]
+    complete_since: datetime | None = None
+    complete_kinds: frozenset[str] = frozenset()
+
+
 class ChannelConnector(abc.ABC):
     """One channel account's API, turned into plain data.
 
@@ -291,6 +330,20 @@ class ChannelConnector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
         """Release network resources (sessions); the connector must not be used afterwards."""
+
+    offers_defects: ClassVar[bool] = False
+
+    def fetch_defects(self, *, since: datetime) -> DefectPage:
+        """Claims, chargebacks and negative feedback opened at or after ``since``, each in
+        its current state (optional: only where ``offers_defects``).
+
+        None of the channels filters these by change time, so callers ask again for the
+        whole window they care about; the same defect always maps to the same record.
+        """
+        raise ConnectorPermanentError(
+            f"{self.kind} offers no claims, chargebacks or feedback through its API: "
+            "staff enter them"
+        )
 
 
 def map_records(
@@ -396,3 +449,15 @@ def iso_utc_ms(value: datetime) -> str:
     """Aware datetime as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC, the form most channels accept."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def map_defects(
+    items: list[Any],
+    *,
+    external_id: Callable[[Any], str],
+    mapper: Callable[[Any], DefectRecord | None],
+) -> tuple[list[DefectRecord], list[RejectedRecord]]:
+    """Map every raw claim, dispute or feedback; ``None`` from the mapper means "not a defect"
+    (an inquiry, a good rating), and each failure becomes a ``RejectedRecord``."""
+    mapped, rejects = map_records(items, external_id=external_id, mapper=mapper)
+    return [record for record in mapped if record is not None], rejects

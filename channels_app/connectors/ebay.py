@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from oms.records import (
     AddressRecord,
@@ -29,6 +29,9 @@ from .base import (
     ChannelConnector,
     ConnectorPermanentError,
     ConnectorRetryableError,
+    DefectKind,
+    DefectPage,
+    DefectRecord,
     InventoryUpdate,
     ListingSnapshot,
     OrderPage,
@@ -39,6 +42,7 @@ from .base import (
     ReturnRecord,
     ShipmentConfirmation,
     iso_utc_ms,
+    map_defects,
     map_records,
     map_returns,
     parse_iso_datetime,
@@ -54,6 +58,9 @@ POST_ORDER = "/post-order/v2"
 # issueRefund's comment is at most 100 characters.
 REFUND_COMMENT_LIMIT = 100
 RETURNS_PAGE_SIZE = 200
+# getPaymentDisputeSummaries: at most 200 a page and 90 days between open_date_from and _to.
+DISPUTES_PAGE_SIZE = 200
+DISPUTES_MAX_SPAN = timedelta(days=90)
 _REFUND_REASONS = {
     RefundReason.RETURN: "BUYER_RETURN",
     RefundReason.DAMAGED: "BUYER_RETURN",
@@ -335,6 +342,61 @@ class EbayConnector(ChannelConnector):
                 return
             url, params = next_url, None
 
+    offers_defects = True
+
+    def fetch_defects(self, *, since: datetime) -> DefectPage:
+        """Payment disputes (chargebacks) opened since ``since``, in their current state.
+
+        ``payment_dispute_summary`` (on eBay's ``apiz`` host) filters by open date, at most
+        90 days per request; a closed dispute's outcome is only on ``payment_dispute/{id}``,
+        so each closed one is read once more. One the seller won no longer counts.
+        """
+        client = HttpClient(
+            base_url=payment_dispute_base_url(self.config.base_url),
+            retry=self.http.retry,
+            error_message=ebay_error_message,
+            auth=self.http.auth,
+            headers={"X-EBAY-C-MARKETPLACE-ID": self.config.marketplace or "EBAY_US"},
+        )
+        records: list[DefectRecord] = []
+        rejects = []
+        try:
+            start, now = since.astimezone(UTC), datetime.now(UTC)
+            while start < now:
+                end = min(start + DISPUTES_MAX_SPAN, now)
+                params: dict[str, Any] | None = {
+                    "open_date_from": iso_utc_ms(start),
+                    "open_date_to": iso_utc_ms(end),
+                    "limit": DISPUTES_PAGE_SIZE,
+                    "offset": 0,
+                }
+                url = f"{FULFILLMENT}/payment_dispute_summary"
+                while True:
+                    body = client.request_json("GET", url, params=params)
+                    summaries = (body or {}).get("paymentDisputeSummaries") or []
+                    detailed = [self._dispute_detail(client, summary) for summary in summaries]
+                    mapped, failed = map_defects(
+                        detailed,
+                        external_id=lambda d: str(d.get("paymentDisputeId", "")),
+                        mapper=map_payment_dispute,
+                    )
+                    records.extend(mapped)
+                    rejects.extend(failed)
+                    url, params = (body or {}).get("next"), None
+                    if not url or not summaries:
+                        break
+                start = end
+        finally:
+            client.close()
+        return DefectPage(records=records, rejects=rejects)
+
+    def _dispute_detail(self, client: HttpClient, summary: Any) -> Any:
+        if not isinstance(summary, dict) or summary.get("paymentDisputeStatus") != "CLOSED":
+            return summary
+        dispute_id = quote(str(summary.get("paymentDisputeId", "")))
+        detail = client.request_json("GET", f"{FULFILLMENT}/payment_dispute/{dispute_id}")
+        return {**summary, **(detail or {})}
+
     def confirm_shipment(self, confirmation: ShipmentConfirmation) -> str:
         order_path = f"{FULFILLMENT}/order/{quote(confirmation.channel_order_id)}"
         existing = self.http.request_json("GET", f"{order_path}/shipping_fulfillment")
@@ -539,3 +601,32 @@ def _field(body: Any, name: str) -> Any:
     if not isinstance(body, dict) or name not in body:
         raise ConnectorRetryableError(f"eBay response has no {name!r}", body=body)
     return body[name]
+
+
+def payment_dispute_base_url(base_url: str) -> str:
+    """eBay serves payment disputes from ``apiz.ebay.com`` (``apiz.sandbox.ebay.com``);
+    any other address (a simulator) serves them itself."""
+    parts = urlsplit(base_url)
+    if parts.hostname in ("api.ebay.com", "api.sandbox.ebay.com"):
+        return urlunsplit(parts._replace(netloc="apiz" + parts.netloc[3:]))
+    return base_url
+
+
+def map_payment_dispute(dispute: dict[str, Any]) -> DefectRecord:
+    """One payment dispute (summary, plus the detail's ``resolution`` once closed)."""
+    status = str(dispute["paymentDisputeStatus"])
+    outcome = (dispute.get("resolution") or {}).get("reasonForClosure") or ""
+    if status == "CLOSED" and not outcome:
+        raise ValueError("closed payment dispute without resolution.reasonForClosure")
+    order_id = dispute.get("orderId")
+    if not order_id:
+        raise ValueError("payment dispute has no orderId")
+    return DefectRecord(
+        channel_defect_id=str(dispute["paymentDisputeId"]),
+        channel_order_id=str(order_id),
+        kind=DefectKind.CHARGEBACK,
+        opened_at=parse_iso_datetime(dispute["openDate"]),
+        status=f"{status} {outcome}".strip(),
+        counts=outcome != "SELLER_WON",
+        raw=dispute,
+    )

@@ -32,6 +32,9 @@ from .base import (
     ChannelConnector,
     ConnectorPermanentError,
     ConnectorRetryableError,
+    DefectKind,
+    DefectPage,
+    DefectRecord,
     InventoryUpdate,
     ListingSnapshot,
     OrderPage,
@@ -41,6 +44,7 @@ from .base import (
     ReturnRecord,
     ShipmentConfirmation,
     is_our_refund,
+    map_defects,
     map_records,
     map_returns,
     parse_iso_datetime,
@@ -392,6 +396,35 @@ class ShopifyConnector(ChannelConnector):
                 return records
             url, params = next_url, None
 
+    offers_defects = True
+
+    def fetch_defects(self, *, since: datetime) -> DefectPage:
+        """Shopify Payments chargebacks initiated since ``since``, in their current status.
+
+        ``shopify_payments/disputes.json`` lists newest first and filters by nothing but
+        status and one exact day, so the walk stops at the first page older than ``since``.
+        Inquiries (the bank asking, no money taken yet) are not chargebacks and are left
+        out until the bank turns one into a chargeback.
+        """
+        since = since.astimezone(UTC)
+        url = self._path("shopify_payments/disputes.json")
+        params: dict[str, Any] | None = {"limit": self.page_size}
+        records: list[DefectRecord] = []
+        rejects = []
+        while True:
+            response = self.http.request("GET", url, params=params)
+            disputes = _field(self.http.json_of(response), "disputes")
+            mapped, failed = map_defects(
+                disputes, external_id=lambda d: str(d.get("id", "")), mapper=map_dispute
+            )
+            records.extend(record for record in mapped if record.opened_at >= since)
+            rejects.extend(failed)
+            next_url = response.links.get("next", {}).get("url")
+            opened = [_initiated_at(dispute) for dispute in disputes]
+            if not next_url or all(at is not None and at < since for at in opened):
+                return DefectPage(records=records, rejects=rejects)
+            url, params = next_url, None
+
     def push_inventory(self, updates: list[InventoryUpdate]) -> list[PushResult]:
         results = []
         for update in updates:
@@ -553,3 +586,32 @@ def _field(body: Any, name: str) -> Any:
     if not isinstance(body, dict) or name not in body:
         raise ConnectorRetryableError(f"Shopify response has no {name!r}", body=body)
     return body[name]
+
+
+def map_dispute(dispute: dict[str, Any]) -> DefectRecord | None:
+    """One Shopify Payments dispute; ``None`` for an inquiry. A chargeback the merchant won
+    no longer counts; every other status (open, accepted, lost, refunded) does."""
+    if dispute["type"] == "inquiry":
+        return None
+    if dispute["type"] != "chargeback":
+        raise ValueError(f"unknown dispute type {dispute['type']!r}")
+    order_id = dispute.get("order_id")
+    if not order_id:
+        raise ValueError("dispute has no order_id")
+    status = str(dispute["status"])
+    return DefectRecord(
+        channel_defect_id=str(dispute["id"]),
+        channel_order_id=str(order_id),
+        kind=DefectKind.CHARGEBACK,
+        opened_at=parse_iso_datetime(dispute["initiated_at"]),
+        status=status,
+        counts=status != "won",
+        raw=dispute,
+    )
+
+
+def _initiated_at(dispute: Any) -> datetime | None:
+    try:
+        return parse_iso_datetime(dispute["initiated_at"])
+    except (KeyError, TypeError, ValueError):
+        return None

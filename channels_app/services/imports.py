@@ -175,6 +175,10 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
 def import_error_retry(*, error: OrderImportError) -> str:
     """Map the stored payload again (after a fix: a new listing, a connector update) and
     ingest it. Returns the outcome; a failure updates the error's reason."""
+    if error.external_id.startswith("defect:"):
+        from .defects import defect_error_retry
+
+        return defect_error_retry(error=error)
     channel = Channel.objects.get(pk=error.channel_id)
     connector = channel_connector(channel)
     try:

@@ -58,6 +58,12 @@ ADJUSTMENT_FEED_TYPE = "POST_PAYMENT_ADJUSTMENT_DATA"
 RETURNS_REPORT_TYPE = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
 FBA_RETURNS_REPORT_TYPE = "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA"
 SELLER_PERFORMANCE_REPORT_TYPE = "GET_V2_SELLER_PERFORMANCE_REPORT"
+SELLER_FEEDBACK_REPORT_TYPE = "GET_SELLER_FEEDBACK_DATA"
+FEEDBACK_COLUMNS = ("Date", "Rating", "Comments", "Response", "Order ID", "Rater Email")
+# What Amazon writes under feedback it struck through (it no longer counts).
+FBA_FEEDBACK_NOTE = (
+    "This item was fulfilled by Amazon, and we take responsibility for this fulfillment experience."
+)
 AFN_CHANNEL_CODE = "AMAZON_NA"
 MERCHANT_CHANNEL_CODE = "DEFAULT"
 TAX_RATE = Decimal("0.08")
@@ -1462,6 +1468,7 @@ class AmazonSimulator(SimulatorServer):
             RETURNS_REPORT_TYPE,
             FBA_RETURNS_REPORT_TYPE,
             SELLER_PERFORMANCE_REPORT_TYPE,
+            SELLER_FEEDBACK_REPORT_TYPE,
         ):
             raise SimulatorError(f"reportType {body['reportType']} is not supported", status=400)
         now = _stamp()
@@ -1496,6 +1503,11 @@ class AmazonSimulator(SimulatorServer):
                 content_type="application/json; charset=UTF-8",
                 gzipped=True,
             )
+        elif (
+            report["processingStatus"] == "IN_PROGRESS"
+            and report["reportType"] == SELLER_FEEDBACK_REPORT_TYPE
+        ):
+            self._finish_feedback_report(report)
         elif report["processingStatus"] == "IN_PROGRESS":
             start, end = _parse_time(report["dataStartTime"]), _parse_time(report["dataEndTime"])
             if report["reportType"] == FBA_RETURNS_REPORT_TYPE:
@@ -1518,6 +1530,76 @@ class AmazonSimulator(SimulatorServer):
 
     def _get_report_document(self, request: Request) -> Response:
         return json_response(self._document_info(request.params["doc_id"], "reportDocumentId"))
+
+    # ----- Seller feedback (GET_SELLER_FEEDBACK_DATA) ---------------------------------------
+
+    def open_defect(
+        self,
+        order_id: str,
+        *,
+        rating: int = 1,
+        comments: str = "Arrived late and damaged.",
+        at: str | None = None,
+    ) -> dict[str, Any]:
+        """The buyer leaves seller feedback (1-5 stars) on an order, one per order."""
+        if int(rating) not in range(1, 6):
+            raise SimulatorError("rating must be 1 to 5", status=400)
+        with self.lock:
+            order = self._order(str(order_id))
+            feedback = {
+                "order_id": str(order_id),
+                "rating": int(rating),
+                "comments": comments,
+                "rater_email": order.get("buyer", {}).get("buyerEmail")
+                or f"{order_id}@marketplace.amazon.com",
+                "left_at": _stamp(at),
+                "status": "active",
+            }
+            self.defects[str(order_id)] = feedback
+            return dict(feedback)
+
+    def update_defect(self, defect_id: str, *, status: str = "removed") -> dict[str, Any]:
+        """Feedback ``removed`` (by the buyer or Amazon: gone from the report) or ``struck``
+        through by Amazon (kept, with Amazon's note); ``active`` puts it back."""
+        if status not in ("active", "removed", "struck"):
+            raise SimulatorError("status must be active, removed or struck", status=400)
+        with self.lock:
+            feedback = self.defects.get(str(defect_id))
+            if feedback is None:
+                raise SimulatorError(f"No feedback on order {defect_id}", status=404)
+            feedback["status"] = status
+            return dict(feedback)
+
+    def _finish_feedback_report(self, report: dict[str, Any]) -> None:
+        start, end = _parse_time(report["dataStartTime"]), _parse_time(report["dataEndTime"])
+        rows = []
+        for feedback in sorted(self.defects.values(), key=lambda f: f["left_at"]):
+            left = _parse_time(feedback["left_at"])
+            if feedback["status"] == "removed" or not start <= left <= end:
+                continue
+            comments = feedback["comments"]
+            if feedback["status"] == "struck":
+                comments = f"{comments} {FBA_FEEDBACK_NOTE}".strip()
+            rows.append(
+                {
+                    "Date": left.strftime("%m/%d/%y"),
+                    "Rating": str(feedback["rating"]),
+                    "Comments": comments,
+                    "Response": "",
+                    "Order ID": feedback["order_id"],
+                    "Rater Email": feedback["rater_email"],
+                }
+            )
+        report["processingEndTime"] = _stamp()
+        if not rows:
+            report["processingStatus"] = "CANCELLED"
+            return
+        report["processingStatus"] = "DONE"
+        report["reportDocumentId"] = self._new_document(
+            content=_tsv(rows, FEEDBACK_COLUMNS),
+            content_type="text/tab-separated-values; charset=UTF-8",
+            gzipped=True,
+        )
 
     # ----- Account health (GET_V2_SELLER_PERFORMANCE_REPORT) -----------------------------
 

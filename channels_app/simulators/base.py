@@ -220,6 +220,10 @@ class SimulatorServer:
         self._shoppers_stop = threading.Event()
         self._register_control_routes()
         self.register_routes()
+        # Claims, chargebacks and feedback by the channel's id, in its own JSON.
+        self.defects: dict[str, dict[str, Any]] = {}
+        self._defects_considered: set[str] = set()
+        self._register_defect_routes()
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -665,6 +669,65 @@ class SimulatorServer:
             str(payload["order_id"]), lines, comment=str(payload.get("comment", "")), **kwargs
         )
         return json_response({"return": created}, status=201)
+
+    def open_defect(self, order_id: str, **fields: Any) -> dict[str, Any]:
+        """A buyer opens a dispute or leaves feedback on ``order_id``; channels that report
+        them override this (the fields are the channel's own, see each simulator)."""
+        raise SimulatorError(f"{self.kind} reports no claims, chargebacks or feedback", status=404)
+
+    def update_defect(self, defect_id: str, **fields: Any) -> dict[str, Any]:
+        """Move a dispute or feedback on (won, closed, removed); see each simulator."""
+        raise SimulatorError(f"{self.kind} reports no claims, chargebacks or feedback", status=404)
+
+    def defects_open_for_share(self, share: float) -> list[dict[str, Any]]:
+        """Open a defect (the channel's default kind) on about ``share`` of the orders placed
+        since the last call, each order considered once; none where the channel reports
+        none."""
+        if share <= 0 or type(self).open_defect is SimulatorServer.open_defect:
+            return []
+        opened = []
+        with self.lock:
+            fresh = [
+                order_id for order_id in self.orders if order_id not in self._defects_considered
+            ]
+            self._defects_considered.update(fresh)
+            for order_id in fresh:
+                if self.rng.random() < share:
+                    opened.append(self.open_defect(order_id))
+        return opened
+
+    def start_defects(self, share: float, *, every: float = 30.0) -> None:
+        """Every ``every`` seconds, open defects on ``share`` of the new orders (the demo's
+        buyers who complain), until the simulator stops."""
+
+        def run() -> None:
+            while self._server is not None:
+                time.sleep(every)
+                if self._server is not None:
+                    self.defects_open_for_share(share)
+
+        threading.Thread(target=run, name=f"defects-{self.kind}", daemon=True).start()
+
+    def _register_defect_routes(self) -> None:
+        control = {"channel_api": False, "bucket": None}
+        self.route("POST", r"/_sim/defects", self._control_open_defect, **control)
+        self.route(
+            "POST", r"/_sim/defects/(?P<defect_id>[^/]+)", self._control_update_defect, **control
+        )
+        self.register_defect_routes()
+
+    def register_defect_routes(self) -> None:
+        """Channels that report disputes or feedback register their wire routes here."""
+
+    def _control_open_defect(self, request: Request) -> Response:
+        """``POST /_sim/defects`` ``{"order_id", ...channel fields}`` -> the channel's JSON."""
+        payload = dict(request.json() or {})
+        order_id = str(payload.pop("order_id", ""))
+        return json_response({"defect": self.open_defect(order_id, **payload)}, status=201)
+
+    def _control_update_defect(self, request: Request) -> Response:
+        payload = dict(request.json() or {})
+        return json_response({"defect": self.update_defect(request.params["defect_id"], **payload)})
 
     def _control_cancel(self, request: Request) -> Response:
         return json_response({"order": self.cancel_order(request.params["order_id"])})

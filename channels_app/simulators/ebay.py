@@ -49,6 +49,7 @@ TAX_RATE = Decimal("0.07")
 CENT = Decimal("0.01")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z")
 MAX_BULK = 25
+DISPUTE_OUTCOMES = {"SELLER_WON", "SELLER_LOST", "SELLER_ACCEPT"}
 
 
 def ebay_time(moment: datetime) -> str:
@@ -332,6 +333,141 @@ class EbaySimulator(SimulatorServer):
         self.modified[order["orderId"]] = stamp
 
     # ----- handlers --------------------------------------------------------------------
+
+    # ----- payment disputes (Fulfillment API) ---------------------------------------------
+
+    def register_defect_routes(self) -> None:
+        self.route(
+            "GET", FULFILLMENT + r"/payment_dispute_summary", self._disputes, bucket="fulfillment"
+        )
+        self.route(
+            "GET",
+            FULFILLMENT + r"/payment_dispute/(?P<dispute_id>[^/]+)",
+            self._dispute,
+            bucket="fulfillment",
+        )
+
+    def open_defect(
+        self, order_id: str, *, reason: str = "ITEM_NOT_RECEIVED", open_date: str | None = None
+    ) -> dict[str, Any]:
+        """The buyer's bank opens a payment dispute on an order (``ACTION_NEEDED``)."""
+        with self.lock:
+            order = self.orders.get(str(order_id))
+            if order is None:
+                raise SimulatorError(f"order {order_id!r} not found", status=404)
+            now = utc_now()
+            dispute_id = str(5_500_000_000 + next(self._refund_ids))
+            dispute = {
+                "paymentDisputeId": dispute_id,
+                "orderId": order["orderId"],
+                "paymentDisputeStatus": "ACTION_NEEDED",
+                "reason": reason,
+                "amount": (order.get("pricingSummary") or {}).get("total") or money(Decimal("0")),
+                "buyerUsername": order["buyer"]["username"],
+                "openDate": open_date or ebay_time(now),
+                "respondByDate": ebay_time(now + timedelta(days=7)),
+                "availableChoices": ["CONTEST", "ACCEPT"],
+                "revision": 1,
+            }
+            self.defects[dispute_id] = dispute
+            return dict(dispute)
+
+    def update_defect(
+        self, defect_id: str, *, status: str = "CLOSED", outcome: str | None = None
+    ) -> dict[str, Any]:
+        """Move a payment dispute on: ``OPEN`` (under review) or ``CLOSED`` with an
+        ``outcome`` (``SELLER_WON``, ``SELLER_LOST``, ``SELLER_ACCEPT``)."""
+        with self.lock:
+            dispute = self.defects.get(str(defect_id))
+            if dispute is None:
+                raise SimulatorError(f"payment dispute {defect_id!r} not found", status=404)
+            if status not in ("OPEN", "ACTION_NEEDED", "CLOSED"):
+                raise SimulatorError(f"status {status!r} is invalid", status=400)
+            if status == "CLOSED" and outcome not in DISPUTE_OUTCOMES:
+                raise SimulatorError(
+                    f"outcome must be one of {sorted(DISPUTE_OUTCOMES)}", status=400
+                )
+            dispute["paymentDisputeStatus"] = status
+            dispute["revision"] += 1
+            dispute.pop("availableChoices", None)
+            if status == "CLOSED":
+                dispute["closedDate"] = ebay_time(utc_now())
+                dispute["resolution"] = {"reasonForClosure": outcome}
+                dispute["resolution"]["protectionStatus"] = (
+                    "NOT_ELIGIBLE" if outcome == "SELLER_WON" else "NOT_PROTECTED"
+                )
+                dispute["sellerResponse"] = "ACCEPT" if outcome == "SELLER_ACCEPT" else "CONTEST"
+            return dict(dispute)
+
+    def _disputes(self, request: Request) -> Response:
+        try:
+            limit = int(request.arg("limit", "200") or 200)
+            offset = int(request.arg("offset", "0") or 0)
+        except ValueError:
+            return ebay_error(400, 33004, "Invalid limit or offset")
+        if not 1 <= limit <= 200 or offset < 0:
+            return ebay_error(400, 33004, "Invalid limit or offset. Supported ranges 1 - 200.")
+        bounds = []
+        for name in ("open_date_from", "open_date_to"):
+            value = request.arg(name)
+            if value and not DATE_RE.fullmatch(value):
+                return ebay_error(400, 33002, f"Invalid date format: {value}")
+            bounds.append(_normalise(value))
+        lower, upper = bounds
+        if lower and upper:
+            span = datetime.fromisoformat(upper[:-1]) - datetime.fromisoformat(lower[:-1])
+            if span > timedelta(days=90):
+                return ebay_error(400, 33003, "The date range cannot exceed 90 days.")
+        status = request.arg("payment_dispute_status")
+        rows = sorted(
+            (
+                dispute
+                for dispute in self.defects.values()
+                if (not lower or _normalise(dispute["openDate"]) >= lower)
+                and (not upper or _normalise(dispute["openDate"]) <= upper)
+                and (not status or dispute["paymentDisputeStatus"] == status)
+            ),
+            key=lambda dispute: (dispute["openDate"], dispute["paymentDisputeId"]),
+        )
+        host = request.headers.get("Host", "")
+
+        def href(at: int) -> str:
+            query = {k: v for k, v in request.query.items() if k not in ("limit", "offset")}
+            query = {**query, "limit": limit, "offset": at}
+            return f"http://{host}{request.path}?{urlencode(query, doseq=True)}"
+
+        summary_fields = (
+            "paymentDisputeId",
+            "orderId",
+            "paymentDisputeStatus",
+            "reason",
+            "amount",
+            "buyerUsername",
+            "openDate",
+            "respondByDate",
+            "closedDate",
+        )
+        body: dict[str, Any] = {
+            "href": href(offset),
+            "limit": limit,
+            "offset": offset,
+            "total": len(rows),
+            "paymentDisputeSummaries": [
+                {key: row[key] for key in summary_fields if key in row}
+                for row in rows[offset : offset + limit]
+            ],
+        }
+        if offset + limit < len(rows):
+            body["next"] = href(offset + limit)
+        if offset > 0:
+            body["prev"] = href(max(0, offset - limit))
+        return json_response(body)
+
+    def _dispute(self, request: Request) -> Response:
+        dispute = self.defects.get(request.params["dispute_id"])
+        if dispute is None:
+            return ebay_error(404, 33001, "Invalid payment dispute ID")
+        return json_response(dict(dispute))
 
     def _token(self, request: Request) -> Response:
         self.token_requests += 1

@@ -46,6 +46,15 @@ THROTTLED = (
 SHIPPING = Decimal("5.00")
 TAX_RATE = Decimal("0.08")
 CENT = Decimal("0.01")
+DISPUTE_TYPES = {"chargeback", "inquiry"}
+DISPUTE_STATUSES = {
+    "needs_response",
+    "under_review",
+    "charge_refunded",
+    "accepted",
+    "won",
+    "lost",
+}
 
 
 def shop_time(moment: datetime) -> str:
@@ -290,6 +299,112 @@ class ShopifySimulator(SimulatorServer):
         return order
 
     # ----- handlers --------------------------------------------------------------------
+
+    # ----- Shopify Payments disputes -------------------------------------------------------
+
+    def register_defect_routes(self) -> None:
+        self.route("GET", API_PREFIX + r"/shopify_payments/disputes\.json", self._disputes)
+
+    def open_defect(
+        self,
+        order_id: str,
+        *,
+        type: str = "chargeback",
+        reason: str = "fraudulent",
+        status: str = "needs_response",
+        initiated_at: str | None = None,
+    ) -> dict[str, Any]:
+        """The buyer's bank opens a dispute (``chargeback`` or ``inquiry``) on an order."""
+        if type not in DISPUTE_TYPES:
+            raise SimulatorError(f"type must be one of {sorted(DISPUTE_TYPES)}", status=400)
+        if status not in DISPUTE_STATUSES:
+            raise SimulatorError(f"status must be one of {sorted(DISPUTE_STATUSES)}", status=400)
+        with self.lock:
+            order = self._get_order(str(order_id))
+            now = utc_now()
+            dispute_id = next(self._refund_ids)
+            dispute = {
+                "id": dispute_id,
+                "order_id": order["id"],
+                "type": type,
+                "amount": str(order.get("total_price", "0.00")),
+                "currency": order.get("currency", "USD"),
+                "reason": reason,
+                "network_reason_code": "4837" if reason == "fraudulent" else "4853",
+                "status": status,
+                "evidence_due_by": shop_time(now + timedelta(days=7)),
+                "evidence_sent_on": None,
+                "finalized_on": None,
+                "initiated_at": initiated_at or shop_time(now),
+            }
+            self.defects[str(dispute_id)] = dispute
+            return dict(dispute)
+
+    def update_defect(
+        self, defect_id: str, *, status: str | None = None, type: str | None = None
+    ) -> dict[str, Any]:
+        """Move a dispute on: evidence sent (``under_review``), decided (``won``/``lost``),
+        ``accepted``, or an inquiry escalated (``type: chargeback``)."""
+        with self.lock:
+            dispute = self.defects.get(str(defect_id))
+            if dispute is None:
+                raise SimulatorError("Not Found", status=404)
+            if status is not None:
+                if status not in DISPUTE_STATUSES:
+                    raise SimulatorError(f"status {status!r} is invalid", status=400)
+                now = shop_time(utc_now())
+                if status == "under_review":
+                    dispute["evidence_sent_on"] = now
+                if status in ("won", "lost", "accepted", "charge_refunded"):
+                    dispute["finalized_on"] = now
+                dispute["status"] = status
+            if type is not None:
+                if type not in DISPUTE_TYPES:
+                    raise SimulatorError(f"type {type!r} is invalid", status=400)
+                dispute["type"] = type
+            return dict(dispute)
+
+    def _disputes(self, request: Request) -> Response:
+        """Newest first; ``status`` and ``initiated_at`` (one day) filters, ``limit`` with
+        ``Link`` ``page_info`` paging (the cursor carries the filters)."""
+        limit = int(request.arg("limit", "50") or 50)
+        if not 1 <= limit <= 250:
+            raise SimulatorError("limit must be between 1 and 250", status=400)
+        page_info = request.arg("page_info")
+        if page_info:
+            if set(request.query) - {"limit", "page_info"}:
+                return json_response(
+                    {"errors": {"page_info": ["page_info cannot be combined with other filters"]}},
+                    status=400,
+                )
+            try:
+                cursor = json.loads(base64.urlsafe_b64decode(page_info.encode()))
+            except ValueError:
+                return json_response({"errors": {"page_info": ["Invalid value."]}}, status=400)
+        else:
+            cursor = {
+                "status": request.arg("status"),
+                "initiated_at": request.arg("initiated_at"),
+                "before": None,
+            }
+        rows = sorted(self.defects.values(), key=lambda d: d["id"], reverse=True)
+        if cursor.get("status"):
+            rows = [d for d in rows if d["status"] == cursor["status"]]
+        if cursor.get("initiated_at"):
+            day = cursor["initiated_at"][:10]
+            rows = [d for d in rows if d["initiated_at"][:10] == day]
+        if cursor.get("before") is not None:
+            rows = [d for d in rows if d["id"] < cursor["before"]]
+        page, more = rows[:limit], len(rows) > limit
+        headers = {}
+        if more:
+            token = base64.urlsafe_b64encode(
+                json.dumps({**cursor, "before": page[-1]["id"]}).encode()
+            ).decode()
+            host = request.headers.get("Host", "")
+            link = f"http://{host}{request.path}?limit={limit}&page_info={token}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        return json_response({"disputes": [dict(d) for d in page]}, headers=headers)
 
     def _shop_info(self, request: Request) -> Response:
         return json_response(

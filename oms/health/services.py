@@ -111,6 +111,92 @@ def order_defect_remove(*, defect: OrderDefect, actor: Actor = None, note: str =
     return defect
 
 
+def order_defect_import(
+    *,
+    order: Order,
+    kind: str,
+    opened_at: datetime,
+    external_id: str,
+    channel_status: str,
+    counts: bool,
+    raw: Mapping[str, Any],
+    actor: Actor = None,
+) -> tuple[OrderDefect, str]:
+    """Record, or bring up to date, a claim, chargeback or feedback a channel reports.
+
+    One defect per order and kind (locked while compared): a new one is stored as imported;
+    an existing one (imported or entered by staff) takes the channel's status and payload,
+    and stops counting (``removed_at``) when the channel excludes it (a dispute won,
+    feedback removed), counting again when the channel's status moves back (one staff
+    stopped counting stays stopped while the channel's status stands). When two channel
+    records share an order and kind, one that counts is never replaced by one that does
+    not. Each change writes an order event. Returns the defect and ``created``,
+    ``updated`` or ``unchanged``; raises ``OrderError`` (``invalid_defect``) for an
+    unknown kind.
+    """
+    if kind not in OrderDefect.Kind.values:
+        raise OrderError(f"Unknown defect kind {kind!r}.", code="invalid_defect")
+    # Some channels give only the day (Amazon's feedback report): never before the order.
+    opened_at = max(opened_at, order.purchased_at)
+    external_id, channel_status = external_id[:100], channel_status[:60]
+    now = timezone.now()
+    with transaction.atomic():
+        defect = OrderDefect.objects.select_for_update().filter(order=order, kind=kind).first()
+        if defect is None:
+            defect = OrderDefect.objects.create(
+                order=order,
+                kind=kind,
+                opened_at=opened_at,
+                source=OrderDefect.Source.IMPORTED,
+                external_id=external_id,
+                channel_status=channel_status,
+                raw_payload=dict(raw),
+                removed_at=None if counts else now,
+            )
+            order_event(
+                order=order,
+                kind="defect_recorded",
+                actor=actor,
+                message=f"{defect.get_kind_display()} imported: {channel_status}"
+                + ("" if counts else " (does not count)"),
+                defect=defect.pk,
+                source=defect.source,
+            )
+            return defect, "created"
+        other_record = bool(defect.external_id) and defect.external_id != external_id
+        if other_record and defect.removed_at is None and not counts:
+            return defect, "unchanged"
+        if not counts:
+            removed_at = defect.removed_at or now
+        elif defect.channel_status == channel_status and not other_record:
+            removed_at = defect.removed_at  # staff stopped it counting; the channel did not move
+        else:
+            removed_at = None
+        if (
+            defect.external_id == external_id
+            and defect.channel_status == channel_status
+            and defect.raw_payload == dict(raw)
+            and (defect.removed_at is None) == (removed_at is None)
+        ):
+            return defect, "unchanged"
+        was = defect.channel_status or ("counting" if defect.removed_at is None else "removed")
+        defect.external_id = external_id
+        defect.channel_status = channel_status
+        defect.raw_payload = dict(raw)
+        defect.removed_at = removed_at
+        defect.save(update_fields=["external_id", "channel_status", "raw_payload", "removed_at"])
+        if was != channel_status or other_record:
+            order_event(
+                order=order,
+                kind="defect_updated",
+                actor=actor,
+                message=f"{defect.get_kind_display()}: {was} -> {channel_status}"
+                + ("" if counts else " (no longer counts)"),
+                defect=defect.pk,
+            )
+    return defect, "updated"
+
+
 # ----- snapshots ---------------------------------------------------------------------------------
 
 

@@ -84,6 +84,14 @@ class Command(BaseCommand):
             "--skus", default="", help="comma-separated SKU codes every simulator lists"
         )
         parser.add_argument(
+            "--defect-share",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="share of orders whose buyer opens a chargeback or leaves negative feedback "
+            "(Shopify, eBay, Amazon), checked every 30 seconds",
+        )
+        parser.add_argument(
             "--demo-limits",
             action="store_true",
             help="relax Amazon's order-search quota (0.0056/s) so a demo can poll every minute",
@@ -118,6 +126,8 @@ class Command(BaseCommand):
         skus = [code.strip() for code in options["skus"].split(",") if code.strip()] or None
         if options["seed_orders"] < 0 or options["shopper_rate"] < 0:
             raise CommandError("--seed-orders and --shopper-rate must not be negative")
+        if not 0 <= options["defect_share"] <= 1:
+            raise CommandError("--defect-share must be between 0 and 1")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
@@ -178,6 +188,8 @@ class Command(BaseCommand):
             if not simulator.listings:
                 simulator.ensure_listings()
             simulator.start_shoppers(options["shopper_rate"], skus)
+        if options["defect_share"]:
+            simulator.start_defects(options["defect_share"])
 
 
 def _seconds_range(value: str) -> tuple[float, float]:
