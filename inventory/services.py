@@ -503,20 +503,15 @@ def stock_reserve(
         key=idempotency_key,
         actor=actor,
     )
-    # On PostgreSQL one stock level (most orders) is taken with its reservation and ledger
-    # rows in a single statement, which is atomic by itself: no transaction is opened for it.
-    one_statement = connection.vendor == "postgresql" and len(demand) == 1
+    # On PostgreSQL the stock is taken with its reservation and ledger rows in a single
+    # statement, which is atomic by itself: no transaction is opened for it alone.
+    one_statement = connection.vendor == "postgresql"
     needs_transaction = bool(idempotency_key) or not one_statement
     with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
         if not _claim(idempotency_key, "reserve", reference):
             return list(Reservation.objects.filter(reference=reference, status="active"))
         if one_statement:
-            [(sku_id, units)] = demand.items()
-            short = (
-                []
-                if _reserve_level(warehouse, sku_id, units, reservations, movements)
-                else [sku_id]
-            )
+            short = _reserve_levels(warehouse, demand, reservations, movements)
         else:
             level_ids, short = _take_stock(warehouse, demand)
             if not short:
@@ -534,62 +529,81 @@ def stock_reserve(
     raise _shortage(warehouse, demand, short)
 
 
-def _reserve_level(
+def _reserve_levels(
     warehouse: Warehouse,
-    sku_id: int,
-    units: int,
+    demand: dict[int, int],
     reservations: list[Reservation],
     movements: list[StockMovement],
-) -> bool:
-    """PostgreSQL: take ``units`` of one stock level if on hand covers them, and insert the
-    reservation and ledger rows, in one statement (data-modifying CTEs). Returns False, having
-    written nothing, when the level is short or missing; else fills in the reservations' ids."""
-    reservation_insert, reservation_params = _insert_from_level(
+) -> list[int]:
+    """PostgreSQL: in one statement (data-modifying CTEs), lock the warehouse's stock levels
+    for ``demand`` (units per SKU id) in primary-key order, and only if on hand covers every
+    one of them take the units and insert the reservation and ledger rows. Returns the SKU
+    ids that were short or have no level (then nothing was written); on success fills in
+    the reservations' ids and stock levels."""
+    reservation_insert, reservation_params = _insert_from_levels(
         Reservation, reservations, level_column="stock_level_id"
     )
-    movement_insert, movement_params = _insert_from_level(StockMovement, movements)
+    movement_insert, movement_params = _insert_from_levels(StockMovement, movements)
     sql = (
-        f"WITH level AS (UPDATE {_STOCK_LEVEL_TABLE} SET reserved = reserved + %s "
-        "WHERE warehouse_id = %s AND sku_id = %s AND on_hand >= reserved + %s RETURNING id), "
-        f"reservation AS ({reservation_insert} RETURNING id), "
+        "WITH demand AS (SELECT * FROM unnest(%s::bigint[], %s::integer[]) AS d(sku_id, units)), "
+        # Locks every level first, in primary-key order, seeing each one's latest version.
+        "locked AS (SELECT l.sku_id, l.on_hand - l.reserved >= d.units AS enough "
+        f"FROM {_STOCK_LEVEL_TABLE} l JOIN demand d ON d.sku_id = l.sku_id "
+        "WHERE l.warehouse_id = %s ORDER BY l.id FOR UPDATE OF l), "
+        f"level AS (UPDATE {_STOCK_LEVEL_TABLE} l SET reserved = l.reserved + d.units "
+        "FROM demand d WHERE l.warehouse_id = %s AND l.sku_id = d.sku_id "
+        "AND (SELECT count(*) FILTER (WHERE enough) FROM locked) = %s "
+        "RETURNING l.id, l.sku_id), "
+        f"reservation AS ({reservation_insert} RETURNING id, stock_level_id), "
         f"movement AS ({movement_insert}) "
-        "SELECT (SELECT id FROM level), ARRAY(SELECT id FROM reservation ORDER BY id)"
+        "SELECT ARRAY(SELECT id FROM reservation ORDER BY id), "
+        "ARRAY(SELECT stock_level_id FROM reservation ORDER BY id), "
+        "ARRAY(SELECT sku_id FROM locked WHERE enough)"
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            sql, [units, warehouse.pk, sku_id, units, *reservation_params, *movement_params]
+            sql,
+            [
+                list(demand),
+                list(demand.values()),
+                warehouse.pk,
+                warehouse.pk,
+                len(demand),
+                *reservation_params,
+                *movement_params,
+            ],
         )
-        level_id, ids = cursor.fetchone()
-    if level_id is None:
-        return False
-    for reservation, pk in zip(reservations, ids, strict=True):
+        ids, level_ids, covered = cursor.fetchone()
+    if not ids:
+        return [sku_id for sku_id in demand if sku_id not in covered]
+    for reservation, pk, level_id in zip(reservations, ids, level_ids, strict=True):
         reservation.pk, reservation.stock_level_id = pk, level_id
         reservation._state.adding, reservation._state.db = False, connection.alias
-    return True
+    return []
 
 
-def _insert_from_level(model, objs: list, level_column: str = "") -> tuple[str, list]:
-    """``INSERT INTO <model> ... SELECT`` one row per object for each row of the CTE
-    ``level`` (none when it is empty), in the objects' order; ``level_column`` takes the
-    level's id. Columns, defaults and types come from the model's fields, as ``bulk_create``
-    would write them."""
-    fields, insert, row = _insert_shape(model, level_column)
+def _insert_from_levels(model, objs: list, level_column: str = "") -> tuple[str, list]:
+    """``INSERT INTO <model> ... SELECT`` the objects, each joined by its SKU to its row of
+    the CTE ``level`` (so nothing when that is empty), in the objects' order;
+    ``level_column`` takes the level's id. Columns, defaults and types come from the
+    model's fields, as ``bulk_create`` would write them."""
+    fields, insert, row, sku_name = _insert_shape(model, level_column)
     params = []
     for position, obj in enumerate(objs):
         params.append(position)
         params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
     names = ", ".join(f"v{i}" for i in range(len(fields)))
     sql = (
-        f"{insert} FROM level CROSS JOIN (VALUES {', '.join([row] * len(objs))}) "
-        f"AS v(position, {names}) ORDER BY v.position"
+        f"{insert} FROM (VALUES {', '.join([row] * len(objs))}) AS v(position, {names}) "
+        f"JOIN level ON level.sku_id = v.{sku_name} ORDER BY v.position"
     )
     return sql, params
 
 
 @cache
-def _insert_shape(model, level_column: str) -> tuple[list, str, str]:
-    """The fields ``_insert_from_level`` writes, its ``INSERT ... SELECT`` head and one typed
-    row of placeholders."""
+def _insert_shape(model, level_column: str) -> tuple[list, str, str, str]:
+    """The fields ``_insert_from_levels`` writes, its ``INSERT ... SELECT`` head, one typed
+    row of placeholders and the name the row gives the SKU id."""
     fields = [
         f for f in model._meta.concrete_fields if not f.primary_key and f.attname != level_column
     ]
@@ -603,7 +617,8 @@ def _insert_shape(model, level_column: str) -> tuple[list, str, str]:
         f"SELECT {', '.join([*source, *names])}"
     )
     row = "(" + ", ".join(["%s"] + [f"%s::{f.cast_db_type(connection)}" for f in fields]) + ")"
-    return fields, insert, row
+    sku_name = names[[f.attname for f in fields].index("sku_id")]
+    return fields, insert, row, sku_name
 
 
 def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int, int], list[int]]:
