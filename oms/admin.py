@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -275,6 +276,34 @@ class HoldReasonFilter(admin.SimpleListFilter):
         return queryset
 
 
+class WarehouseDeliveryFilter(admin.SimpleListFilter):
+    """Orders with a message to their API warehouse (release, cancel, address change) that is
+    being retried, has failed or was refused. The messages live in ``channels_app``, which
+    depends on this app, so the model is looked up by name; the choices are fixed, so the
+    changelist runs no query for them."""
+
+    title = "warehouse delivery"
+    parameter_name = "warehouse_delivery"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            ("retrying", "Retrying"),
+            ("failed", "Failed"),
+            ("refused", "Refused: already shipped"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value not in ("retrying", "failed", "refused") or not apps.is_installed("channels_app"):
+            return queryset
+        requests = apps.get_model("channels_app", "FulfillmentRequest").objects.order_by()
+        if value == "retrying":
+            requests = requests.filter(state="pending", attempts__gt=0)
+        else:
+            requests = requests.filter(state=value)
+        return queryset.filter(pk__in=requests.values("order_id"))
+
+
 class PurchaseDateFilter(admin.DateFieldListFilter):
     """Django's date links plus a from/before form for any date range."""
 
@@ -375,6 +404,7 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
         "fulfillment_model",
         ShipByFilter,
         HoldReasonFilter,
+        WarehouseDeliveryFilter,
         ("purchased_at", PurchaseDateFilter),
     )
     # Declared for the search box; get_search_results applies them without DISTINCT.
@@ -647,6 +677,7 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
                     "-received_at", "-id"
                 )
             ],
+            "warehouse_requests": _warehouse_requests(order),
             "events": events,
             "countdown": _countdown_html(order, timezone.now()),
         }
@@ -922,6 +953,17 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
     @admin.action(description="Export selected orders (CSV order report)", permissions=["export"])
     def export_orders(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase:
         return order_report_response(queryset, filename=_filename("orders", "csv"))
+
+
+def _warehouse_requests(order: Order) -> list:
+    """Each message sent (or still to send) to the order's API warehouse and how it went.
+    They belong to ``channels_app``, which depends on this app: looked up by name."""
+    if not apps.is_installed("channels_app"):
+        return []
+    model = apps.get_model("channels_app", "FulfillmentRequest")
+    return list(
+        model.objects.filter(order=order).select_related("warehouse").order_by("created_at", "id")
+    )
 
 
 def _command_tool(label: str, pk: int, verb: str) -> dict:

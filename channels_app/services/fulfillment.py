@@ -210,33 +210,56 @@ def fulfillment_request_send(*, request: FulfillmentRequest) -> str:
 
 def _retry_later(request, connection, error: str, retry_after) -> str:
     attempts = request.attempts + 1
+    WarehouseConnection.objects.filter(pk=connection.pk).update(last_error=error[:2000])
     if attempts >= MAX_ATTEMPTS:
-        return _settle(request, FulfillmentRequest.State.FAILED, error, attempts=attempts)
+        return _settle(
+            request,
+            FulfillmentRequest.State.FAILED,
+            error,
+            attempts=attempts,
+            note=f"gave up after {attempts} attempts: {error}",
+        )
     delay = random.uniform(0, min(600, 2 * 2**attempts))
     delay = max(delay, retry_after or 0)
+    next_attempt_at = timezone.now() + timedelta(seconds=delay)
     FulfillmentRequest.objects.filter(pk=request.pk).update(
         attempts=attempts,
         last_error=error[:2000],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        next_attempt_at=next_attempt_at,
     )
-    WarehouseConnection.objects.filter(pk=connection.pk).update(last_error=error[:2000])
+    if attempts == 1:
+        # Only the first failure goes on the timeline; the retries after it are on the
+        # request (attempts, next attempt, last error), and the outcome gets its own entry.
+        order_event(
+            order=request.order,
+            kind=f"warehouse_{request.kind}_retrying",
+            actor=f"warehouse {request.warehouse.code}",
+            message=f"{request.get_kind_display()} not delivered, retrying: {error}",
+            request=request.pk,
+            next_attempt_at=next_attempt_at.isoformat(),
+        )
     return FulfillmentRequest.State.PENDING
 
 
-def _settle(request, state: str, error: str, attempts: int | None = None) -> str:
+def _settle(request, state: str, error: str, attempts: int | None = None, note: str = "") -> str:
     now = timezone.now()
+    attempts = attempts if attempts is not None else request.attempts + 1
     FulfillmentRequest.objects.filter(pk=request.pk).update(
         state=state,
         last_error=error[:2000],
-        attempts=attempts if attempts is not None else request.attempts + 1,
+        attempts=attempts,
         sent_at=now if state == FulfillmentRequest.State.SENT else None,
+    )
+    accepted = f"{request.get_kind_display()} accepted by {request.warehouse.code}" + (
+        f" after {attempts} attempts" if attempts > 1 else ""
     )
     order_event(
         order=request.order,
         kind=f"warehouse_{request.kind}_{state}",
         actor=f"warehouse {request.warehouse.code}",
-        message=error or f"{request.get_kind_display()} accepted",
+        message=note or error or accepted,
         request=request.pk,
+        attempts=attempts,
     )
     return state
 

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from channels_app.connectors.threepl import sign
@@ -228,3 +229,83 @@ def test_stock_snapshot_becomes_counts_with_a_drift_report(client, world, loop):
     assert (mug.system_on_hand, mug.counted, mug.difference) == (20, 18, -2)
     assert "unknown SKU" in snapshot.lines.get(sku_code="NOPE").problem
     assert StockLevel.objects.get(sku=world.sku, warehouse=loop["reno"]).on_hand == 18
+
+
+def _warehouse_section(admin_client, order) -> str:
+    page = admin_client.get(reverse("admin:oms_order_change", args=[order.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    return html[html.index('id="order-warehouse-requests"') : html.index('id="order-payloads"')]
+
+
+def _delivery_filter(admin_client, value: str) -> set[str]:
+    response = admin_client.get(
+        reverse("admin:oms_order_changelist"), {"warehouse_delivery": value}
+    )
+    return {o.external_id for o in response.context["cl"].result_list}
+
+
+def _warehouse_events(order) -> list[str]:
+    return list(
+        order.events.filter(kind__startswith="warehouse_")
+        .order_by("created_at", "id")
+        .values_list("kind", flat=True)
+    )
+
+
+def test_3pl_down_shows_on_the_order_page_and_once_on_the_timeline(admin_client, world, loop):
+    port = int(loop["threepl"].base_url.rsplit(":", 1)[1])
+    loop["threepl"].stop()
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    for _ in range(2):  # the sweep retries while the 3PL is still down
+        FulfillmentRequest.objects.update(next_attempt_at=timezone.now())
+        fulfillment_sweep()
+    request = order.fulfillment_requests.get()
+    assert (request.state, request.attempts) == ("pending", 3)
+    assert _warehouse_events(order) == ["warehouse_order_retrying"]
+    retrying = order.events.get(kind="warehouse_order_retrying")
+    assert (
+        "not delivered, retrying" in retrying.message and retrying.actor_label == "warehouse reno"
+    )
+
+    section = _warehouse_section(admin_client, order)
+    assert "Fulfil order" in section and "Retrying" in section
+    assert f"{request.next_attempt_at:%Y-%m-%d %H:%M:%S}" in section
+    assert "oms-error" in section  # the last error is shown
+    assert order.external_id in _delivery_filter(admin_client, "retrying")
+    assert order.external_id not in _delivery_filter(admin_client, "failed")
+
+    loop["threepl"].start(port=port)
+    FulfillmentRequest.objects.update(next_attempt_at=timezone.now())
+    fulfillment_sweep()
+    request.refresh_from_db()
+    assert request.state == "sent" and request.sent_at
+    assert _warehouse_events(order) == ["warehouse_order_retrying", "warehouse_order_sent"]
+    accepted = order.events.get(kind="warehouse_order_sent")
+    assert accepted.message == "Fulfil order accepted by reno after 4 attempts"
+    section = _warehouse_section(admin_client, order)
+    assert "Accepted by the warehouse" in section
+    assert f"{request.sent_at:%Y-%m-%d %H:%M:%S}" in section
+    assert order.external_id not in _delivery_filter(admin_client, "retrying")
+
+
+def test_a_request_the_3pl_never_takes_gives_up_visibly(admin_client, world, loop):
+    from channels_app.services.fulfillment import MAX_ATTEMPTS
+
+    loop["threepl"].stop()
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    # Test set-up: the 3PL has been down for all but the last attempt.
+    FulfillmentRequest.objects.update(attempts=MAX_ATTEMPTS - 1, next_attempt_at=timezone.now())
+    fulfillment_sweep()
+    request = order.fulfillment_requests.get()
+    assert (request.state, request.attempts) == ("failed", MAX_ATTEMPTS)
+    assert _warehouse_events(order) == ["warehouse_order_retrying", "warehouse_order_failed"]
+    failed = order.events.get(kind="warehouse_order_failed")
+    assert failed.message.startswith(f"gave up after {MAX_ATTEMPTS} attempts: ")
+    assert "Failed: see error" in _warehouse_section(admin_client, order)
+    assert _delivery_filter(admin_client, "failed") == {order.external_id}
+    assert not _delivery_filter(admin_client, "retrying")
