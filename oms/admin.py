@@ -45,7 +45,14 @@ from oms.carriers import UnknownCarrier, tracking_url
 from oms.deadlines import deadline_status
 from oms.documents import packing_slips_pdf, pick_list_build, pick_list_pdf
 from oms.exceptions import OrderError
-from oms.forms import CancelForm, HoldForm, MapSkuForm, OrderActionForm, ShipForm
+from oms.forms import (
+    AddressForm,
+    CancelForm,
+    HoldForm,
+    MapSkuForm,
+    OrderActionForm,
+    ShipForm,
+)
 from oms.models import (
     OPEN_STATUSES,
     TO_SHIP_STATUSES,
@@ -65,7 +72,11 @@ from oms.models import (
 from oms.reports import order_report_response
 from oms.selectors import order_list, order_reservations
 from oms.services.allocation import order_allocate
-from oms.services.orders import order_hold_release, order_release_to_warehouse
+from oms.services.orders import (
+    order_address_editable,
+    order_hold_release,
+    order_release_to_warehouse,
+)
 
 S = OrderStatus
 LIST_PER_PAGE = 50
@@ -704,6 +715,10 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
             if status in OPEN_STATUSES:
                 label = "Change hold reason" if status == S.ON_HOLD else "Hold"
                 tools.append({"label": label, "url": reverse("admin:oms_order_hold", args=[pk])})
+        if user.has_perm(AddressForm.permission) and order_address_editable(order):
+            tools.append(
+                {"label": "Change address", "url": reverse("admin:oms_order_address", args=[pk])}
+            )
         if self.has_cancel_permission(request) and S.CANCELLED in TRANSITIONS[status]:
             tools.append({"label": "Cancel", "url": reverse("admin:oms_order_cancel", args=[pk])})
         return tools
@@ -729,6 +744,12 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
                 wrap(self.form_view),
                 {"form_class": HoldForm},
                 name="oms_order_hold",
+            ),
+            path(
+                "<path:object_id>/address/",
+                wrap(self.form_view),
+                {"form_class": AddressForm},
+                name="oms_order_address",
             ),
             path(
                 "<path:object_id>/lines/<int:line_id>/map-sku/",
@@ -759,8 +780,8 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
         form_class: type[OrderActionForm],
         line_id: int | None = None,
     ) -> HttpResponse:
-        """One order form (ship, cancel, hold, map SKU): on a refusal the form is shown again
-        with what was typed and the service's message; nothing has changed."""
+        """One order form (ship, cancel, hold, change address, map SKU): on a refusal the form
+        is shown again with what was typed and the service's message; nothing has changed."""
         if not request.user.has_perm(form_class.permission):
             raise PermissionDenied
         order = self._order_or_404(request, object_id)

@@ -131,19 +131,7 @@ def fulfillment_sync_order(*, order_id: int) -> list[FulfillmentRequest]:
             {"reference": order.reservation_reference, "reason": order.cancel_reason},
         )
     elif sent_order is not None and order.status in AT_WAREHOUSE:
-        address = _address(order)
-        if (
-            address != sent_order.payload.get("ship_to")
-            and not order.fulfillment_requests.filter(
-                kind=FulfillmentRequest.Kind.ADDRESS, payload__ship_to=address
-            ).exists()
-        ):
-            _request(
-                order,
-                FulfillmentRequest.Kind.ADDRESS,
-                f"address:{order.pk}:{order.payload_hash[:16]}",
-                {"reference": order.reservation_reference, "ship_to": address},
-            )
+        _address_change_queue(order, sent_order)
     due = list(
         order.fulfillment_requests.filter(
             state=FulfillmentRequest.State.PENDING, next_attempt_at__lte=timezone.now()
@@ -154,18 +142,56 @@ def fulfillment_sync_order(*, order_id: int) -> list[FulfillmentRequest]:
     return due
 
 
+def _address_change_queue(order: Order, sent_order: FulfillmentRequest) -> None:
+    """Queue the order's ship-to for the warehouse unless it is the address last queued for
+    it. The order row is locked, so concurrent syncs agree on that last address, and the key
+    is the change's number: each change is sent once (also a change back to an earlier
+    address), and a repeated sync queues nothing."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        changes = locked.fulfillment_requests.filter(kind=FulfillmentRequest.Kind.ADDRESS)
+        latest = changes.order_by("-created_at", "-pk").first()
+        address = _address(locked)
+        if address == (latest or sent_order).payload.get("ship_to"):
+            return
+        _request(
+            locked,
+            FulfillmentRequest.Kind.ADDRESS,
+            f"address:{locked.pk}:{changes.count() + 1}",
+            {"reference": locked.reservation_reference, "ship_to": address},
+        )
+
+
 def _client(connection: WarehouseConnection) -> ThreePLClient:
     return ThreePLClient(endpoint=connection.endpoint_url, secret=connection.get_secret())
 
 
 def fulfillment_request_send(*, request: FulfillmentRequest) -> str:
-    """Send one message to its warehouse and record the outcome on it (and the order)."""
+    """Send one message to its warehouse and record the outcome on it (and the order).
+
+    A message waits while an earlier one about the same order is still pending."""
     with transaction.atomic():
         request = FulfillmentRequest.objects.select_for_update().get(pk=request.pk)
         if request.state != FulfillmentRequest.State.PENDING:
             return request.state
+        now = timezone.now()
+        earlier = (
+            FulfillmentRequest.objects.filter(
+                order_id=request.order_id,
+                state=FulfillmentRequest.State.PENDING,
+                pk__lt=request.pk,
+            )
+            .order_by("-next_attempt_at")
+            .first()
+        )
+        if earlier is not None:
+            # The warehouse gets an order's messages in the order they were queued: no
+            # address change before the order itself, no older address after a newer one.
+            request.next_attempt_at = max(earlier.next_attempt_at, now) + timedelta(seconds=1)
+            request.save(update_fields=["next_attempt_at"])
+            return request.state
         # Claim it for a minute so a concurrent sweep does not send it twice at once.
-        request.next_attempt_at = timezone.now() + timedelta(seconds=60)
+        request.next_attempt_at = now + timedelta(seconds=60)
         request.save(update_fields=["next_attempt_at"])
     connection = api_connection(request.warehouse)
     if connection is None:

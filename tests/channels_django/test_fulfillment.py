@@ -2,6 +2,7 @@
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from channels_app.connectors.threepl import sign
 from channels_app.models import FulfillmentRequest, InboundEvent, StockSnapshot, WarehouseConnection
-from channels_app.services.fulfillment import fulfillment_sweep
+from channels_app.services.fulfillment import fulfillment_sweep, fulfillment_sync_order
 from channels_app.services.imports import channel_orders_import
 from channels_app.services.tracking import shipments_track
 from channels_app.simulators.carrier import CarrierSimulator
@@ -17,6 +18,7 @@ from channels_app.simulators.threepl import ThreePLSimulator
 from inventory import services as stock
 from inventory.models import StockLevel, Warehouse
 from oms.models import Order, RoutingRule, Shipment
+from oms.services.orders import ADDRESS_FIELDS, order_address_change
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "test-3pl-secret"
@@ -309,3 +311,82 @@ def test_a_request_the_3pl_never_takes_gives_up_visibly(admin_client, world, loo
     assert "Failed: see error" in _warehouse_section(admin_client, order)
     assert _delivery_filter(admin_client, "failed") == {order.external_id}
     assert not _delivery_filter(admin_client, "retrying")
+
+
+def _on_the_3pl(loop, order) -> dict:
+    return loop["threepl"].orders[order.reservation_reference]
+
+
+def _address_of(order) -> dict:
+    return {field: getattr(order, field) for field in ADDRESS_FIELDS}
+
+
+def test_staff_address_changes_reach_the_3pl_each_once(world, loop):
+    loop["threepl"].configure(pick_delay=(60, 60))  # still on the warehouse floor
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    first_line1 = order.ship_line1
+    for street, postal in (("2 Elm St", "10001"), ("3 Oak Ave", "10002"), (first_line1, "10003")):
+        order.refresh_from_db()
+        address = {**_address_of(order), "ship_line1": street, "ship_postal_code": postal}
+        order_address_change(order=order, address=address, actor="cs")
+        ship_to = _on_the_3pl(loop, order)["ship_to"]
+        assert (ship_to["line1"], ship_to["postal_code"]) == (street, postal)
+    assert _on_the_3pl(loop, order)["address_changes"] == 3
+    fulfillment_sync_order(order_id=order.pk)  # a repeated nudge sends nothing again
+    order.refresh_from_db()
+    order_address_change(order=order, address=_address_of(order), actor="cs")  # same address
+    assert _on_the_3pl(loop, order)["address_changes"] == 3
+    changes = order.fulfillment_requests.filter(kind="address")
+    assert [r.state for r in changes] == ["sent", "sent", "sent"]
+    assert [r.payload["ship_to"]["postal_code"] for r in changes] == ["10001", "10002", "10003"]
+
+
+def test_channel_address_changes_reach_the_3pl_each_once(world, loop):
+    loop["threepl"].configure(pick_delay=(60, 60))
+    sim = world.sims["amazon"]
+    placed = sim.create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    for street in ("2 Elm St", order.ship_line1):  # the buyer changes it, then changes it back
+        time.sleep(0.01)  # a later lastUpdatedTime than the version we have
+        sim.change_address(placed["orderId"], addressLine1=street)
+        channel_orders_import(channel=loop["amazon"])
+        order.refresh_from_db()
+        assert order.ship_line1 == street
+        assert _on_the_3pl(loop, order)["ship_to"]["line1"] == street
+    channel_orders_import(channel=loop["amazon"])  # nothing new on the channel
+    assert _on_the_3pl(loop, order)["address_changes"] == 2
+    assert order.fulfillment_requests.filter(kind="address", state="sent").count() == 2
+
+
+def test_address_changes_made_while_the_3pl_is_down_arrive_in_order(world, loop):
+    port = int(loop["threepl"].base_url.rsplit(":", 1)[1])
+    loop["threepl"].stop()
+    loop["threepl"].configure(pick_delay=(60, 60))
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    for street in ("2 Elm St", "3 Oak Ave"):
+        order.refresh_from_db()
+        order_address_change(
+            order=order, address={**_address_of(order), "ship_line1": street}, actor="cs"
+        )
+    loop["threepl"].start(port=port)
+    # The order itself has backed off longest: the address changes come due before it.
+    now = timezone.now()
+    FulfillmentRequest.objects.filter(kind="order").update(
+        next_attempt_at=now + timedelta(minutes=1)
+    )
+    FulfillmentRequest.objects.filter(kind="address").update(next_attempt_at=now)
+    fulfillment_sweep()
+    assert [r.state for r in order.fulfillment_requests.order_by("pk")] == ["pending"] * 3
+    assert order.reservation_reference not in loop["threepl"].orders
+    FulfillmentRequest.objects.update(next_attempt_at=timezone.now())
+    for _ in range(3):  # the sweep runs every few seconds; each waiting message's turn comes
+        fulfillment_sweep()
+        FulfillmentRequest.objects.filter(state="pending").update(next_attempt_at=timezone.now())
+    assert [r.state for r in order.fulfillment_requests.order_by("pk")] == ["sent"] * 3
+    on_the_3pl = _on_the_3pl(loop, order)
+    assert (on_the_3pl["ship_to"]["line1"], on_the_3pl["address_changes"]) == ("3 Oak Ave", 2)
