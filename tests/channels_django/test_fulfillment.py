@@ -17,8 +17,10 @@ from channels_app.simulators.carrier import CarrierSimulator
 from channels_app.simulators.threepl import ThreePLSimulator
 from inventory import services as stock
 from inventory.models import StockLevel, Warehouse
+from inventory.selectors import stock_available
 from oms.models import Order, RoutingRule, Shipment
 from oms.services.orders import ADDRESS_FIELDS, order_address_change
+from returns.models import ReturnRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "test-3pl-secret"
@@ -390,3 +392,106 @@ def test_address_changes_made_while_the_3pl_is_down_arrive_in_order(world, loop)
     assert [r.state for r in order.fulfillment_requests.order_by("pk")] == ["sent"] * 3
     on_the_3pl = _on_the_3pl(loop, order)
     assert (on_the_3pl["ship_to"]["line1"], on_the_3pl["address_changes"]) == ("3 Oak Ave", 2)
+
+
+def test_a_tracking_number_the_carrier_does_not_know_is_flagged_after_a_day(client, world, loop):
+    loop["threepl"].configure(pick_delay=(60, 60))
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    # The 3PL reports a well-formed UPS number that UPS never issued.
+    body = {
+        "reference": order.reservation_reference,
+        "carrier_code": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "lines": [{"line_id": str(order.lines.get().pk), "quantity": 1}],
+    }
+    assert _post(client, "/api/warehouses/reno/shipments/", body).status_code == 201
+    shipment = Shipment.objects.get(order=order)
+    assert loop["carrier"].track(shipment.tracking_number) is None  # never issued
+    a_day = timedelta(hours=24)
+    assert shipments_track(now=shipment.shipped_at + a_day - timedelta(minutes=1)) == 1
+    shipment.refresh_from_db()
+    assert shipment.tracking_valid is None and shipment.last_tracked_at  # asked, not yet flagged
+    assert not order.events.filter(kind="tracking_unknown").exists()
+    assert shipments_track(now=shipment.shipped_at + a_day) == 1
+    shipment.refresh_from_db()
+    assert shipment.tracking_valid is False
+    flagged = order.events.get(kind="tracking_unknown")
+    assert flagged.message == f"UPS does not know {shipment.tracking_number} after 24h"
+    assert shipments_track(now=shipment.shipped_at + 2 * a_day) == 0  # not asked again
+    assert order.events.filter(kind="tracking_unknown").count() == 1
+
+
+@pytest.fixture
+def returned(world, loop):
+    """An order shipped by the 3PL, with an authorized return of its one MUG."""
+    from returns.services import return_request_authorize, return_request_create
+
+    Warehouse.objects.create(code="returns", kind=Warehouse.Kind.QUARANTINE)
+    world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])
+    order = Order.objects.get(channel=loop["amazon"])
+    assert wait_for(lambda: Order.objects.get(pk=order.pk).status == "shipped")
+    return_request = return_request_create(
+        order=order, lines=[(order.lines.get(), 1)], reason_code="DEFECTIVE", actor="cs"
+    )
+    if return_request.status == "requested":
+        return_request_authorize(return_request=return_request, actor="cs")
+    return_request.refresh_from_db()
+    assert return_request.status == "authorized"
+    return order, return_request
+
+
+def test_return_receipt_from_the_3pl_receives_the_return_into_quarantine(world, loop, returned):
+    order, return_request = returned
+    receipt = loop["threepl"].receive_return(
+        reference=order.reservation_reference,
+        lines=[{"sku": "MUG", "quantity": 1}],
+        rma=return_request.rma,
+    )
+    # Received into quarantine, then refunded through the channel at once.
+    assert wait_for(lambda: ReturnRequest.objects.get(pk=return_request.pk).status == "refunded")
+    event = InboundEvent.objects.get(kind="return")
+    assert (event.event_id, event.ok) == (receipt["event_id"], True)
+    return_request.refresh_from_db()
+    assert return_request.received_at and return_request.lines.get().quantity_received == 1
+    assert len(world.sims["amazon"].refunds) == 1
+    quarantined = StockLevel.objects.get(sku=world.sku, warehouse__code="returns")
+    assert quarantined.on_hand == 1
+    assert stock_available(sku=world.sku, warehouse=quarantined.warehouse) == 0
+
+
+def test_return_receipts_endpoint_is_per_warehouse_signed_and_once(client, world, loop, returned):
+    _, return_request = returned
+    sparks = Warehouse.objects.create(code="sparks", kind=Warehouse.Kind.THREE_PL)
+    other = WarehouseConnection(warehouse=sparks, mode="api", endpoint_url="http://127.0.0.1:9")
+    other.set_secret("sparks-secret")
+    other.save()
+    body = {"rma": return_request.rma, "lines": [{"sku": "MUG", "quantity": 1}]}
+    url = "/api/warehouses/reno/return-receipts/"
+    assert _post(client, url, body, secret="forged", key="rcv-1").status_code == 401
+    # Each warehouse signs with its own secret: sparks' cannot speak for reno, nor reno's
+    # for sparks.
+    assert _post(client, url, body, secret="sparks-secret", key="rcv-1").status_code == 401
+    sparks_url = "/api/warehouses/sparks/return-receipts/"
+    assert _post(client, sparks_url, body, key="rcv-1").status_code == 401
+    assert not InboundEvent.objects.filter(kind="return").exists()
+    return_request.refresh_from_db()
+    assert return_request.status == "authorized"
+
+    first = _post(client, url, body, key="rcv-1")
+    assert first.status_code == 201, first.content
+    assert first.json()["outcome"] == f"received {return_request.rma}"
+    again = _post(client, url, body, key="rcv-1")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    return_request.refresh_from_db()
+    assert return_request.status == "refunded"  # received, and refunded through the channel
+    assert return_request.lines.get().quantity_received == 1
+    assert len(world.sims["amazon"].refunds) == 1
+    assert StockLevel.objects.get(sku=world.sku, warehouse__code="returns").on_hand == 1
+
+    unknown = _post(client, url, {**body, "rma": "RMA-NOPE"}, key="rcv-2")
+    assert unknown.status_code == 422
+    refused = InboundEvent.objects.get(event_id="rcv-2")
+    assert not refused.ok and "Unknown RMA 'RMA-NOPE'" in refused.outcome
