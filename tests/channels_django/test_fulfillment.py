@@ -121,7 +121,10 @@ def test_forged_callback_is_refused_and_duplicate_changes_nothing(client, world,
     assert first.status_code == 201, first.content
     again = _post(client, url, body)
     assert again.status_code == 200 and again.json()["duplicate"] is True
+    [confirmed] = world.sims["amazon"].shipments  # confirmed to Amazon once, not twice
+    assert confirmed["tracking_number"] == "1Z999AA10123456784"
     assert Shipment.objects.count() == 1
+    assert Shipment.objects.get().confirmation_status == "sent"
     assert InboundEvent.objects.count() == 1
 
 
