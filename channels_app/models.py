@@ -420,7 +420,13 @@ class FulfillmentRequest(models.Model):
                 fields=["next_attempt_at"],
                 condition=Q(state="pending"),
                 name="fulfillment_request_due_idx",
-            )
+            ),
+            # The orders changelist's "warehouse delivery" filter (retrying, failed, refused).
+            models.Index(
+                fields=["state", "order"],
+                condition=~Q(state="sent"),
+                name="fulfillment_request_open_idx",
+            ),
         ]
 
     def __str__(self) -> str:

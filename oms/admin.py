@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -44,7 +45,14 @@ from oms.carriers import UnknownCarrier, tracking_url
 from oms.deadlines import deadline_status
 from oms.documents import packing_slips_pdf, pick_list_build, pick_list_pdf
 from oms.exceptions import OrderError
-from oms.forms import CancelForm, HoldForm, MapSkuForm, OrderActionForm, ShipForm
+from oms.forms import (
+    AddressForm,
+    CancelForm,
+    HoldForm,
+    MapSkuForm,
+    OrderActionForm,
+    ShipForm,
+)
 from oms.models import (
     OPEN_STATUSES,
     TO_SHIP_STATUSES,
@@ -64,7 +72,11 @@ from oms.models import (
 from oms.reports import order_report_response
 from oms.selectors import order_list, order_reservations
 from oms.services.allocation import order_allocate
-from oms.services.orders import order_hold_release, order_release_to_warehouse
+from oms.services.orders import (
+    order_address_editable,
+    order_hold_release,
+    order_release_to_warehouse,
+)
 
 S = OrderStatus
 LIST_PER_PAGE = 50
@@ -275,6 +287,34 @@ class HoldReasonFilter(admin.SimpleListFilter):
         return queryset
 
 
+class WarehouseDeliveryFilter(admin.SimpleListFilter):
+    """Orders with a message to their API warehouse (release, cancel, address change) that is
+    being retried, has failed or was refused. The messages live in ``channels_app``, which
+    depends on this app, so the model is looked up by name; the choices are fixed, so the
+    changelist runs no query for them."""
+
+    title = "warehouse delivery"
+    parameter_name = "warehouse_delivery"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            ("retrying", "Retrying"),
+            ("failed", "Failed"),
+            ("refused", "Refused: already shipped"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value not in ("retrying", "failed", "refused") or not apps.is_installed("channels_app"):
+            return queryset
+        requests = apps.get_model("channels_app", "FulfillmentRequest").objects.order_by()
+        if value == "retrying":
+            requests = requests.filter(state="pending", attempts__gt=0)
+        else:
+            requests = requests.filter(state=value)
+        return queryset.filter(pk__in=requests.values("order_id"))
+
+
 class PurchaseDateFilter(admin.DateFieldListFilter):
     """Django's date links plus a from/before form for any date range."""
 
@@ -375,6 +415,7 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
         "fulfillment_model",
         ShipByFilter,
         HoldReasonFilter,
+        WarehouseDeliveryFilter,
         ("purchased_at", PurchaseDateFilter),
     )
     # Declared for the search box; get_search_results applies them without DISTINCT.
@@ -647,6 +688,7 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
                     "-received_at", "-id"
                 )
             ],
+            "warehouse_requests": _warehouse_requests(order),
             "events": events,
             "countdown": _countdown_html(order, timezone.now()),
         }
@@ -673,6 +715,10 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
             if status in OPEN_STATUSES:
                 label = "Change hold reason" if status == S.ON_HOLD else "Hold"
                 tools.append({"label": label, "url": reverse("admin:oms_order_hold", args=[pk])})
+        if user.has_perm(AddressForm.permission) and order_address_editable(order):
+            tools.append(
+                {"label": "Change address", "url": reverse("admin:oms_order_address", args=[pk])}
+            )
         if self.has_cancel_permission(request) and S.CANCELLED in TRANSITIONS[status]:
             tools.append({"label": "Cancel", "url": reverse("admin:oms_order_cancel", args=[pk])})
         return tools
@@ -698,6 +744,12 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
                 wrap(self.form_view),
                 {"form_class": HoldForm},
                 name="oms_order_hold",
+            ),
+            path(
+                "<path:object_id>/address/",
+                wrap(self.form_view),
+                {"form_class": AddressForm},
+                name="oms_order_address",
             ),
             path(
                 "<path:object_id>/lines/<int:line_id>/map-sku/",
@@ -728,8 +780,8 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
         form_class: type[OrderActionForm],
         line_id: int | None = None,
     ) -> HttpResponse:
-        """One order form (ship, cancel, hold, map SKU): on a refusal the form is shown again
-        with what was typed and the service's message; nothing has changed."""
+        """One order form (ship, cancel, hold, change address, map SKU): on a refusal the form
+        is shown again with what was typed and the service's message; nothing has changed."""
         if not request.user.has_perm(form_class.permission):
             raise PermissionDenied
         order = self._order_or_404(request, object_id)
@@ -922,6 +974,17 @@ class OrderAdmin(BulkActionMixin, admin.ModelAdmin):
     @admin.action(description="Export selected orders (CSV order report)", permissions=["export"])
     def export_orders(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase:
         return order_report_response(queryset, filename=_filename("orders", "csv"))
+
+
+def _warehouse_requests(order: Order) -> list:
+    """Each message sent (or still to send) to the order's API warehouse and how it went.
+    They belong to ``channels_app``, which depends on this app: looked up by name."""
+    if not apps.is_installed("channels_app"):
+        return []
+    model = apps.get_model("channels_app", "FulfillmentRequest")
+    return list(
+        model.objects.filter(order=order).select_related("warehouse").order_by("created_at", "id")
+    )
 
 
 def _command_tool(label: str, pk: int, verb: str) -> dict:

@@ -1,4 +1,5 @@
-"""Admin forms for the order actions: ship, cancel, hold, and map an unknown SKU.
+"""Admin forms for the order actions: ship, cancel, hold, change the address, and map an
+unknown SKU.
 
 The forms collect typed input and hand it to ``oms.services``; every rule (which status may
 ship, tracking-number formats, quantities still open) lives in the service, so a refusal comes
@@ -19,7 +20,12 @@ from inventory.models import SKU
 from oms.carriers import carrier_choices
 from oms.models import CancelReason, HoldReason, Order, OrderLine
 from oms.services.events import Actor
-from oms.services.orders import order_cancel, order_hold, order_line_map_sku
+from oms.services.orders import (
+    order_address_change,
+    order_cancel,
+    order_hold,
+    order_line_map_sku,
+)
 from oms.services.shipments import shipment_create
 
 
@@ -169,3 +175,32 @@ class MapSkuForm(OrderActionForm):
 
     def execute(self, *, order: Order, actor: Actor) -> Order:
         return order_line_map_sku(line=self.line, sku=self.cleaned_data["sku"], actor=actor)
+
+
+class AddressForm(OrderActionForm):
+    """Correct the ship-to address; an API warehouse is sent the new one by itself."""
+
+    title = "Change address"
+    verb = "change_address"
+    permission = "oms.change_order"
+    done = "Address changed"
+
+    ship_name = forms.CharField(label="name", max_length=200, required=False)
+    ship_line1 = forms.CharField(label="street", max_length=200)
+    ship_line2 = forms.CharField(label="line 2", max_length=200, required=False)
+    ship_line3 = forms.CharField(label="line 3", max_length=200, required=False)
+    ship_city = forms.CharField(label="city", max_length=100)
+    ship_region = forms.CharField(label="region", max_length=100, required=False)
+    ship_postal_code = forms.CharField(label="postal code", max_length=20)
+    ship_country = forms.CharField(
+        label="country", min_length=2, max_length=2, help_text="ISO code, e.g. US."
+    )
+    ship_phone = forms.CharField(label="phone", max_length=40, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.order is not None and not self.is_bound:
+            self.initial = {name: getattr(self.order, name) for name in self.fields}
+
+    def execute(self, *, order: Order, actor: Actor) -> Order:
+        return order_address_change(order=order, address=self.cleaned_data, actor=actor)

@@ -131,19 +131,7 @@ def fulfillment_sync_order(*, order_id: int) -> list[FulfillmentRequest]:
             {"reference": order.reservation_reference, "reason": order.cancel_reason},
         )
     elif sent_order is not None and order.status in AT_WAREHOUSE:
-        address = _address(order)
-        if (
-            address != sent_order.payload.get("ship_to")
-            and not order.fulfillment_requests.filter(
-                kind=FulfillmentRequest.Kind.ADDRESS, payload__ship_to=address
-            ).exists()
-        ):
-            _request(
-                order,
-                FulfillmentRequest.Kind.ADDRESS,
-                f"address:{order.pk}:{order.payload_hash[:16]}",
-                {"reference": order.reservation_reference, "ship_to": address},
-            )
+        _address_change_queue(order, sent_order)
     due = list(
         order.fulfillment_requests.filter(
             state=FulfillmentRequest.State.PENDING, next_attempt_at__lte=timezone.now()
@@ -154,18 +142,56 @@ def fulfillment_sync_order(*, order_id: int) -> list[FulfillmentRequest]:
     return due
 
 
+def _address_change_queue(order: Order, sent_order: FulfillmentRequest) -> None:
+    """Queue the order's ship-to for the warehouse unless it is the address last queued for
+    it. The order row is locked, so concurrent syncs agree on that last address, and the key
+    is the change's number: each change is sent once (also a change back to an earlier
+    address), and a repeated sync queues nothing."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        changes = locked.fulfillment_requests.filter(kind=FulfillmentRequest.Kind.ADDRESS)
+        latest = changes.order_by("-created_at", "-pk").first()
+        address = _address(locked)
+        if address == (latest or sent_order).payload.get("ship_to"):
+            return
+        _request(
+            locked,
+            FulfillmentRequest.Kind.ADDRESS,
+            f"address:{locked.pk}:{changes.count() + 1}",
+            {"reference": locked.reservation_reference, "ship_to": address},
+        )
+
+
 def _client(connection: WarehouseConnection) -> ThreePLClient:
     return ThreePLClient(endpoint=connection.endpoint_url, secret=connection.get_secret())
 
 
 def fulfillment_request_send(*, request: FulfillmentRequest) -> str:
-    """Send one message to its warehouse and record the outcome on it (and the order)."""
+    """Send one message to its warehouse and record the outcome on it (and the order).
+
+    A message waits while an earlier one about the same order is still pending."""
     with transaction.atomic():
         request = FulfillmentRequest.objects.select_for_update().get(pk=request.pk)
         if request.state != FulfillmentRequest.State.PENDING:
             return request.state
+        now = timezone.now()
+        earlier = (
+            FulfillmentRequest.objects.filter(
+                order_id=request.order_id,
+                state=FulfillmentRequest.State.PENDING,
+                pk__lt=request.pk,
+            )
+            .order_by("-next_attempt_at")
+            .first()
+        )
+        if earlier is not None:
+            # The warehouse gets an order's messages in the order they were queued: no
+            # address change before the order itself, no older address after a newer one.
+            request.next_attempt_at = max(earlier.next_attempt_at, now) + timedelta(seconds=1)
+            request.save(update_fields=["next_attempt_at"])
+            return request.state
         # Claim it for a minute so a concurrent sweep does not send it twice at once.
-        request.next_attempt_at = timezone.now() + timedelta(seconds=60)
+        request.next_attempt_at = now + timedelta(seconds=60)
         request.save(update_fields=["next_attempt_at"])
     connection = api_connection(request.warehouse)
     if connection is None:
@@ -210,33 +236,56 @@ def fulfillment_request_send(*, request: FulfillmentRequest) -> str:
 
 def _retry_later(request, connection, error: str, retry_after) -> str:
     attempts = request.attempts + 1
+    WarehouseConnection.objects.filter(pk=connection.pk).update(last_error=error[:2000])
     if attempts >= MAX_ATTEMPTS:
-        return _settle(request, FulfillmentRequest.State.FAILED, error, attempts=attempts)
+        return _settle(
+            request,
+            FulfillmentRequest.State.FAILED,
+            error,
+            attempts=attempts,
+            note=f"gave up after {attempts} attempts: {error}",
+        )
     delay = random.uniform(0, min(600, 2 * 2**attempts))
     delay = max(delay, retry_after or 0)
+    next_attempt_at = timezone.now() + timedelta(seconds=delay)
     FulfillmentRequest.objects.filter(pk=request.pk).update(
         attempts=attempts,
         last_error=error[:2000],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        next_attempt_at=next_attempt_at,
     )
-    WarehouseConnection.objects.filter(pk=connection.pk).update(last_error=error[:2000])
+    if attempts == 1:
+        # Only the first failure goes on the timeline; the retries after it are on the
+        # request (attempts, next attempt, last error), and the outcome gets its own entry.
+        order_event(
+            order=request.order,
+            kind=f"warehouse_{request.kind}_retrying",
+            actor=f"warehouse {request.warehouse.code}",
+            message=f"{request.get_kind_display()} not delivered, retrying: {error}",
+            request=request.pk,
+            next_attempt_at=next_attempt_at.isoformat(),
+        )
     return FulfillmentRequest.State.PENDING
 
 
-def _settle(request, state: str, error: str, attempts: int | None = None) -> str:
+def _settle(request, state: str, error: str, attempts: int | None = None, note: str = "") -> str:
     now = timezone.now()
+    attempts = attempts if attempts is not None else request.attempts + 1
     FulfillmentRequest.objects.filter(pk=request.pk).update(
         state=state,
         last_error=error[:2000],
-        attempts=attempts if attempts is not None else request.attempts + 1,
+        attempts=attempts,
         sent_at=now if state == FulfillmentRequest.State.SENT else None,
+    )
+    accepted = f"{request.get_kind_display()} accepted by {request.warehouse.code}" + (
+        f" after {attempts} attempts" if attempts > 1 else ""
     )
     order_event(
         order=request.order,
         kind=f"warehouse_{request.kind}_{state}",
         actor=f"warehouse {request.warehouse.code}",
-        message=error or f"{request.get_kind_display()} accepted",
+        message=note or error or accepted,
         request=request.pk,
+        attempts=attempts,
     )
     return state
 

@@ -663,6 +663,17 @@ class AmazonSimulator(SimulatorServer):
             order["lastUpdatedTime"] = _stamp()
             return order
 
+    def change_address(self, order_id: str, **fields: str) -> dict[str, Any]:
+        """The buyer changes the delivery address of an unshipped order (``fields`` are
+        ``deliveryAddress`` keys, e.g. ``addressLine1``, ``postalCode``)."""
+        with self.lock:
+            order = self._order(order_id)
+            if order["fulfillment"]["fulfillmentStatus"] != "UNSHIPPED":
+                raise SimulatorError(f"order {order_id} is no longer unshipped")
+            order["recipient"]["deliveryAddress"].update(fields)
+            order["lastUpdatedTime"] = _stamp()
+            return order
+
     def deliver_order(self, order_id: str) -> dict[str, Any]:
         """Mark every package of a merchant-shipped order delivered."""
         with self.lock:

@@ -106,6 +106,82 @@ def order_hold_release(*, order: Order, actor: Actor = None) -> Order:
     return order
 
 
+ADDRESS_FIELDS = (
+    "ship_name",
+    "ship_line1",
+    "ship_line2",
+    "ship_line3",
+    "ship_city",
+    "ship_region",
+    "ship_postal_code",
+    "ship_country",
+    "ship_phone",
+)
+UNSHIPPED = (S.PENDING, S.AWAITING_FULFILLMENT, S.ALLOCATED, S.RELEASED, S.PICKED, S.PACKED)
+
+
+def order_address_editable(order: Order) -> bool:
+    """Whether staff may still change the ship-to: nothing of the order has shipped."""
+    if order.status == S.ON_HOLD:
+        return (order.status_before_hold or S.AWAITING_FULFILLMENT) in UNSHIPPED
+    return order.status in UNSHIPPED
+
+
+@transaction.atomic
+def order_address_change(*, order: Order, address: dict[str, str], actor: Actor = None) -> Order:
+    """Staff correct the ship-to address of an order nothing of which has shipped.
+
+    Locks the order. Records ``address_changed`` on the timeline, which tells an API warehouse
+    the new address; lifts a hold for a missing address. The same address again changes
+    nothing. Raises ``OrderError`` (``address_not_editable``, ``incomplete_address``,
+    ``unknown_address_field``).
+    """
+    order = order_lock(order)
+    unknown = sorted(set(address) - set(ADDRESS_FIELDS))
+    if unknown:
+        raise OrderError(f"Not address fields: {', '.join(unknown)}.", code="unknown_address_field")
+    if not order_address_editable(order):
+        raise OrderError(
+            f"Order {order.external_id} is {order.get_status_display()}: its address can only "
+            "be changed before anything has shipped.",
+            code="address_not_editable",
+        )
+    new = {field: (address.get(field) or "").strip() for field in ADDRESS_FIELDS}
+    new["ship_country"] = new["ship_country"].upper()
+    missing = [
+        label
+        for field, label in (
+            ("ship_line1", "street"),
+            ("ship_city", "city"),
+            ("ship_postal_code", "postal code"),
+            ("ship_country", "country"),
+        )
+        if not new[field]
+    ]
+    if missing:
+        raise OrderError(
+            f"Order {order.external_id}: the address needs a {', a '.join(missing)}.",
+            code="incomplete_address",
+        )
+    old = {field: getattr(order, field) for field in ADDRESS_FIELDS}
+    if old == new:
+        return order
+    for field, value in new.items():
+        setattr(order, field, value)
+    order.save(update_fields=[*ADDRESS_FIELDS, "updated_at"])
+    changed = {f: [old[f], new[f]] for f in ADDRESS_FIELDS if old[f] != new[f]}
+    order_event(
+        order=order,
+        kind="address_changed",
+        actor=actor,
+        message="address corrected",
+        changes=changed,
+    )
+    if order.status == S.ON_HOLD and order.hold_reason == HoldReason.MISSING_ADDRESS:
+        return order_hold_release(order=order, actor=actor)
+    return order
+
+
 @transaction.atomic
 def order_cancel(*, order: Order, reason: str, actor: Actor = None, message: str = "") -> Order:
     """Cancel what has not shipped, release its stock, and record the reason.

@@ -184,3 +184,47 @@ def test_ship_cancel_and_pick_list(admin_page, live_server, orders):
     assert download.suggested_filename.endswith(".pdf")
     with open(download.path(), "rb") as pdf:
         assert pdf.read(5) == b"%PDF-"
+
+
+def test_order_page_shows_a_warehouse_request_in_retry(admin_page, live_server):
+    """The order went to an API warehouse whose 3PL is down: the order page says so, and the
+    changelist's "warehouse delivery" filter finds it."""
+    from channels_app.models import WarehouseConnection
+    from channels_app.simulators.threepl import ThreePLSimulator
+
+    threepl = ThreePLSimulator(secret="browser-3pl-secret")
+    endpoint = threepl.start()
+    threepl.stop()  # the 3PL is down from the start
+    reno = Warehouse.objects.create(code="reno", kind=Warehouse.Kind.THREE_PL)
+    connection = WarehouseConnection(warehouse=reno, mode="api", endpoint_url=endpoint)
+    connection.set_secret("browser-3pl-secret")
+    connection.save()
+    mug = SKU.objects.create(code="MUG", title="Enamel mug")
+    stock.stock_receive(sku=mug, warehouse=reno, quantity=5)
+    channel = SalesChannel.objects.create(code="amazon-us", name="Amazon US", kind="amazon")
+    RoutingRule.objects.create(channel=channel, warehouse=reno, priority=1)
+    order = order_ingest(
+        channel=channel, record=make_record("RETRY-0001", lines=(("MUG", 1),))
+    ).order
+    request = order.fulfillment_requests.get()
+    assert (request.state, request.attempts) == ("pending", 1)
+
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/oms/order/")
+    _filter(page, "warehouse delivery", "Retrying")
+    assert "warehouse_delivery=retrying" in page.url
+    assert "RETRY-0001" in _rows(page)
+    page.click("#result_list a:text-is('RETRY-0001')")
+    page.wait_for_selector("#order-warehouse-requests")
+    row = page.locator("#order-warehouse-requests tbody tr")
+    assert row.count() == 1
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    assert cells[1:5] == ["reno", "Fulfil order", "Retrying", "1"]
+    assert cells[5] == f"{request.next_attempt_at:%Y-%m-%d %H:%M:%S}"
+    assert cells[6] and cells[6] != "-"  # why it failed
+    assert cells[7] == "-"  # not acknowledged yet
+    state_color = row.locator(".oms-request-state").evaluate("el => getComputedStyle(el).color")
+    assert state_color == "rgb(180, 83, 9)"
+    timeline = _text(page, "#order-timeline")
+    assert "warehouse_order_retrying" in timeline and "not delivered, retrying" in timeline
+    page.screenshot(path="/tmp/orders_admin_warehouse_retry.png", full_page=True)

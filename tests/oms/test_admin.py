@@ -586,6 +586,44 @@ def test_cancel_form(su_client, orders):
     assert "cannot be cancelled" in response.content.decode()
 
 
+def test_address_form_changes_the_ship_to_of_an_unshipped_order(su_client, orders):
+    order = orders["second"]
+    url = reverse("admin:oms_order_address", args=[order.pk])
+    assert url in change(su_client, order).content.decode()
+    assert 'value="1 Main St"' in su_client.get(url).content.decode()
+    address = {
+        "ship_name": "Ada Buyer",
+        "ship_line1": "9 New Rd",
+        "ship_city": "Springfield",
+        "ship_region": "IL",
+        "ship_postal_code": "62702",
+        "ship_country": "us",
+    }
+    response = su_client.post(url, address)
+    assert response.status_code == 302
+    after = refreshed(order)
+    assert (after.ship_line1, after.ship_postal_code, after.ship_country) == (
+        "9 New Rd",
+        "62702",
+        "US",
+    )
+    event = after.events.get(kind="address_changed")
+    assert event.data["changes"]["ship_line1"] == ["1 Main St", "9 New Rd"]
+    assert texts(response) == ["Address changed: order 111-0000002-0000002 is now Allocated."]
+    response = su_client.post(url, {**address, "ship_city": ""})
+    assert response.status_code == 200 and "This field is required." in response.content.decode()
+
+    shipped = orders["shipped"]
+    shipped_url = reverse("admin:oms_order_address", args=[shipped.pk])
+    assert shipped_url not in change(su_client, shipped).content.decode()
+    response = su_client.post(shipped_url, address)
+    assert response.status_code == 200
+    assert "its address can only be changed before anything has shipped" in (
+        response.content.decode()
+    )
+    assert refreshed(shipped).ship_line1 == "1 Main St"
+
+
 def test_hold_form_and_release_hold_button(su_client, orders):
     order = orders["second"]
     response = su_client.post(

@@ -200,3 +200,22 @@ def test_shipped_orders_raise_no_alerts(order):
     shipment_create(order=order, carrier_code="UPS", tracking_number=UPS)
     Order.objects.filter(pk=order.pk).update(pack_by=datetime(2026, 1, 1, tzinfo=UTC))
     assert deadline_alerts_raise(now=datetime(2026, 11, 25, tzinfo=UTC)) == []
+
+
+def test_staff_address_fix_lifts_a_missing_address_hold(amazon, stocked):
+    held = order_ingest(channel=amazon, record=make_record(ship_to=None)).order
+    assert (held.status, held.hold_reason) == (S.ON_HOLD, "missing_address")
+    with pytest.raises(OrderError) as refused:
+        svc.order_address_change(order=held, address={"ship_line1": "2 Elm St"}, actor="cs")
+    assert refused.value.code == "incomplete_address"
+    assert "needs a city, a postal code, a country" in refused.value.message
+    address = {
+        "ship_line1": "2 Elm St",
+        "ship_city": "Boston",
+        "ship_postal_code": "02101",
+        "ship_country": "US",
+    }
+    order = svc.order_address_change(order=held, address=address, actor="cs")
+    assert (order.status, order.hold_reason) == (S.ALLOCATED, "")
+    assert level(order, "MUG").reserved == 2
+    assert order.events.filter(kind="address_changed", actor_label="cs").exists()
