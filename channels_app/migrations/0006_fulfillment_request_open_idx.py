@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_app', '0004_default_quantity_policy'),
+        ('channels_app', '0005_synclog_defects_kind'),
         ('inventory', '0004_ledger_writes_outbox'),
         ('oms', '0007_buyer_name_prefix_index'),
     ]
