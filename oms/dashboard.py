@@ -36,13 +36,13 @@ from oms.health.metrics import (
     SPECS,
     Threshold,
     at_risk_ship_hours,
+    late_shipment_at_risk,
     metric_message,
     metric_orders_against,
     metric_orders_at_risk,
 )
 from oms.health.report import latest_report_checks
 from oms.models import (
-    OPEN_STATUSES,
     FulfillmentModel,
     HealthAlert,
     HealthMetric,
@@ -96,9 +96,9 @@ def _capacity(now: datetime) -> list[dict]:
 def _at_risk(now: datetime) -> dict:
     hours = at_risk_ship_hours()
     merchant = Order.objects.exclude(fulfillment_model=FulfillmentModel.FBA)
-    due_soon = merchant.filter(
-        ship_by__gte=now, ship_by__lt=now + timedelta(hours=hours), status__in=OPEN_STATUSES
-    ).count()
+    # The late shipment rate's own at-risk orders: a parcel out of the door still counts late
+    # unless its confirmation reaches the channel by ship-by.
+    due_soon = late_shipment_at_risk(now=now).count()
     # Through the pack-by partial index: only orders waiting to ship are in it.
     late = merchant.filter(status__in=PACKED_OR_EARLIER, pack_by__lt=now, ship_by__lt=now).count()
     return {
@@ -447,14 +447,10 @@ def _linked_orders(request: HttpRequest):
         )
     merchant = Order.objects.exclude(fulfillment_model=FulfillmentModel.FBA)
     if kind == "due_soon":
-        hours = at_risk_ship_hours()
         return (
-            merchant.filter(
-                ship_by__gte=now,
-                ship_by__lt=now + timedelta(hours=hours),
-                status__in=OPEN_STATUSES,
-            ).order_by("ship_by"),
-            f"are due to ship within {hours} hours",
+            late_shipment_at_risk(now=now).order_by("ship_by"),
+            f"are due to ship within {at_risk_ship_hours()} hours and not yet confirmed to "
+            "the channel",
         )
     if kind == "late":
         return (

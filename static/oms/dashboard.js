@@ -109,7 +109,7 @@
     box.appendChild(el("div", {}, [
       el("span", { className: "ops-big" + (risk.due_soon ? " ops-warn" : ""),
         text: String(risk.due_soon) }),
-      " due to ship in the next " + risk.hours + " h",
+      " due to ship in the next " + risk.hours + " h, not yet confirmed to the channel",
     ]));
     box.appendChild(link(risk.due_soon_url, "Show them"));
     box.appendChild(el("div", {}, [

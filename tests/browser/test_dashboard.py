@@ -48,6 +48,7 @@ def shop(django_capture_on_commit_callbacks):
         Shipment.objects.create(
             order=shipped, warehouse=nyc, carrier_code="UPS", tracking_number=f"1Z{i:016d}",
             shipped_at=shipped.ship_by - timedelta(hours=2), tracking_valid=True,
+            confirmation_status="sent", confirmed_at=shipped.ship_by - timedelta(hours=1),
         )  # fmt: skip
     deadline = next_pickup(warehouse_calendar(nyc), now) - timedelta(minutes=30)
     for i in range(4):
