@@ -5,11 +5,11 @@ behind a figure. Saves a screenshot to ``/tmp/ops_dashboard.png``."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from inventory.models import Warehouse
+from inventory.models import CarrierPickup, Warehouse
 from oms.health.capacity import next_pickup
 from oms.health.services import health_check
 from oms.models import HealthMetric, MetricSnapshot, Order, SalesChannel, Shipment
@@ -50,10 +50,18 @@ def shop(django_capture_on_commit_callbacks):
             shipped_at=shipped.ship_by - timedelta(hours=2), tracking_valid=True,
             confirmation_status="sent", confirmed_at=shipped.ship_by - timedelta(hours=1),
         )  # fmt: skip
+    CarrierPickup.objects.create(warehouse=nyc, carrier="USPS", is_default=True)
+    ups = CarrierPickup.objects.create(
+        warehouse=nyc, carrier="UPS", services="NextDay", cutoff=time(18, 0), weekdays="0123456"
+    )
     deadline = next_pickup(warehouse_calendar(nyc), now) - timedelta(minutes=30)
     for i in range(4):
         order(f"PACK-{i:04d}", status="allocated", purchased_at=now,
               ship_by=deadline + timedelta(minutes=30), pack_by=deadline)  # fmt: skip
+    ups_deadline = next_pickup(warehouse_calendar(nyc, ups), now) - timedelta(minutes=30)
+    for i in range(2):
+        order(f"NEXT-{i:04d}", status="allocated", purchased_at=now, service_level="NextDay",
+              ship_by=ups_deadline + timedelta(minutes=30), pack_by=ups_deadline)  # fmt: skip
     order("HELD-0001", status="on_hold", hold_reason="insufficient_stock", purchased_at=now)
     # Test set-up only: the history the daily task would have written, a late shipment rate
     # drifting from 1% up towards 4%.
@@ -81,7 +89,7 @@ def shop(django_capture_on_commit_callbacks):
     )
     with django_capture_on_commit_callbacks(execute=True):
         health_check(now=now)
-    return {"late": late, "channel": channel}
+    return {"late": late, "channel": channel, "ups": ups}
 
 
 CHARTS_JS = """() => window.omsDashboard.charts.map((chart) => {
@@ -108,10 +116,17 @@ def test_dashboard_draws_todays_work_and_90_day_charts(admin_page, live_server, 
     assert page.evaluate("window.omsDashboard.error") is None
 
     today = page.locator("#ops-today").inner_text()
-    assert "Next pickup · New York" in today
-    # The four due at this pickup and the late one, which can still make it.
-    assert re.search(r"\b5\s+orders to pack", today)
-    assert re.search(r"Packing closes in \d+h \d\dm \d\ds", today)
+    # Each carrier cut-off has its card and countdown. The default pickup has the four due
+    # at it and the late one, which can still make it; UPS the two next-day orders.
+    usps = page.locator(".ops-card", has_text="USPS pickup · New York").inner_text()
+    assert re.search(r"\b5\s+orders to pack", usps)
+    assert re.search(r"Packing closes in \d+h \d\dm \d\ds", usps)
+    ups = page.locator(f"[data-pickup='{shop['ups'].pk}']").inner_text()
+    assert "UPS pickup · New York" in ups
+    assert re.search(r"\b2\s+orders to pack", ups)
+    # The cut-off in the warehouse's zone, whatever the browser's.
+    assert re.search(r"UPS cut-off \w+,? 0?6:00\s?PM (EST|EDT|GMT-[45])", ups), ups
+    assert re.search(r"Packing closes in \d+h \d\dm \d\ds", ups)
     assert re.search(r"\b1\s+past their ship-by, still in the warehouse", today)
     assert "Insufficient stock" in today
 
