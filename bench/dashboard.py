@@ -2,10 +2,12 @@
 
 Loads the orders with the Manage Orders benchmark's SQL loader (``bench.changelist``: a spread
 of channels, FBA/FBM/SFP, statuses by age, deadlines, lines and a shipment for every shipped
-order), then makes the history worth measuring: about 3% of parcels shipped after ship-by, 2%
-with tracking the carrier does not know, delivered scans on delivered orders, seller
-cancellations, A-to-z claims, chargebacks and negative feedback, return requests around their
-48 hours, and two API channels with listings, pushes waiting, a month of sync logs (one every
+order, confirmed to its channel 10 minutes after it left), then makes the history worth
+measuring: about 3% of parcels shipped after ship-by, 1% shipped in time but confirmed to the
+channel after it, a few of the last day's confirmations still pending, 2% with tracking the
+carrier does not know, delivered scans on delivered orders, seller cancellations, A-to-z
+claims, chargebacks and negative feedback, return requests around their 48 hours, and two API
+channels with listings, pushes waiting, a month of sync logs (one every
 10 s) and drift records. The live health check (``oms.health.services.health_check``) then
 computes every metric over the real history for today (timed and printed); the 89 days
 before are copied from today's rows in SQL, as the daily task would have left them.
@@ -41,8 +43,20 @@ HISTORY_DAYS = 90
 HEALTH_SQL = [
     (
         "late parcels",
-        """UPDATE oms_shipment SET shipped_at = shipped_at + interval '2 days'
+        """UPDATE oms_shipment SET shipped_at = shipped_at + interval '2 days',
+               confirmed_at = confirmed_at + interval '2 days'
            WHERE id % 33 = 0 AND source <> 'channel'""",
+    ),
+    (
+        "confirmations that reached the channel after ship-by",
+        """UPDATE oms_shipment SET confirmed_at = shipped_at + interval '12 hours'
+           WHERE id % 97 = 0 AND source <> 'channel'""",
+    ),
+    (
+        "confirmations still pending",
+        """UPDATE oms_shipment SET confirmation_status = 'pending', confirmation_attempts = 0,
+               confirmed_at = NULL
+           WHERE id % 89 = 0 AND source <> 'channel' AND shipped_at > now() - interval '1 day'""",
     ),
     (
         "tracking verdicts and delivered scans",
@@ -97,7 +111,7 @@ ON CONFLICT (day, channel_id, program, metric) DO NOTHING
 
 
 def _marker() -> str:
-    return f"bench.dashboard v1: {ORDERS} orders"
+    return f"bench.dashboard v2: {ORDERS} orders"
 
 
 def _loaded(url: str) -> str:

@@ -29,6 +29,8 @@ from .forms import (
     STOCK_OPERATION_FORMS,
     BundleComponentForm,
     BundleComponentFormSet,
+    CarrierPickupForm,
+    CarrierPickupFormSet,
     SKUAdminForm,
     StockOperationForm,
     StockReceiveNewForm,
@@ -36,6 +38,7 @@ from .forms import (
 from .models import (
     SKU,
     BundleComponent,
+    CarrierPickup,
     IdempotencyRecord,
     Reservation,
     StockDiscrepancy,
@@ -85,8 +88,21 @@ def _already_applied(idempotency_key: str) -> bool:
 # -- warehouses and SKUs ----------------------------------------------------------------------
 
 
+class CarrierPickupInline(admin.TabularInline):
+    model = CarrierPickup
+    form = CarrierPickupForm
+    formset = CarrierPickupFormSet
+    extra = 0
+    verbose_name = "carrier pickup"
+    verbose_name_plural = (
+        "carrier pickups (cut-offs in the warehouse's time zone; orders go to the pickup whose "
+        "carrier or services name their service level, else to the default one)"
+    )
+
+
 @admin.register(Warehouse)
 class WarehouseAdmin(admin.ModelAdmin):
+    inlines = [CarrierPickupInline]
     list_display = ("code", "name", "kind", "time_zone", "country", "is_active")
     list_filter = ("kind", "is_active", "country")
     search_fields = ("code", "name")

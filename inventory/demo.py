@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+
 from . import services
-from .models import SKU, BundleComponent, StockLevel, Warehouse
+from .models import SKU, BundleComponent, CarrierPickup, StockLevel, Warehouse
 
 WAREHOUSES = [
     # code, name, kind, time zone, country
@@ -12,6 +14,14 @@ WAREHOUSES = [
     ("fba-us", "Amazon FBA (US)", Warehouse.Kind.FBA, "America/Los_Angeles", "US"),
     ("returns", "Returns quarantine", Warehouse.Kind.QUARANTINE, "America/New_York", "US"),
 ]
+
+# warehouse, carrier, service levels, cut-off, weekdays, default
+PICKUPS = [
+    ("nyc", "USPS", "Standard", datetime.time(15, 0), "01234", True),
+    ("nyc", "UPS", "Expedited, SecondDay, NextDay, Priority", datetime.time(17, 30), "01234",
+     False),
+    ("ship-3pl", "FedEx", "", datetime.time(16, 0), "012345", True),
+]  # fmt: skip
 
 SKUS = [
     # code, title, GTIN-13, grams, category
@@ -48,6 +58,24 @@ def seed_inventory() -> None:
         warehouses[code], _ = Warehouse.objects.get_or_create(
             code=code, defaults={"name": name, "kind": kind, "time_zone": tz, "country": country}
         )
+    # Only for a warehouse with no pickups yet: staff may have set their own since.
+    unscheduled = set(
+        Warehouse.objects.filter(code__in=list(warehouses), pickups__isnull=True).values_list(
+            "code", flat=True
+        )
+    )
+    CarrierPickup.objects.bulk_create(
+        CarrierPickup(
+            warehouse=warehouses[code],
+            carrier=carrier,
+            services=names,
+            cutoff=cutoff,
+            weekdays=weekdays,
+            is_default=is_default,
+        )  # fmt: skip
+        for code, carrier, names, cutoff, weekdays, is_default in PICKUPS
+        if code in unscheduled
+    )
     skus = {}
     for code, title, gtin, grams, category in SKUS:
         skus[code], _ = SKU.objects.get_or_create(

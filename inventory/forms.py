@@ -15,7 +15,7 @@ from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 
 from . import services
-from .models import SKU, BundleComponent, StockLevel, Warehouse
+from .models import SKU, WEEKDAYS, BundleComponent, CarrierPickup, StockLevel, Warehouse
 
 
 class SKUAdminForm(forms.ModelForm):
@@ -74,6 +74,48 @@ class BundleComponentForm(forms.ModelForm):
     class Meta:
         model = BundleComponent
         fields = ["component", "quantity"]
+
+
+class CarrierPickupForm(forms.ModelForm):
+    """One carrier pickup; its weekdays as checkboxes, stored as weekday digits."""
+
+    weekdays = forms.MultipleChoiceField(
+        choices=WEEKDAYS,
+        widget=forms.CheckboxSelectMultiple,
+        initial=["0", "1", "2", "3", "4"],
+        help_text="The days the carrier comes (public holidays are skipped).",
+    )
+
+    class Meta:
+        model = CarrierPickup
+        fields = ["carrier", "services", "cutoff", "weekdays", "is_default"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["weekdays"] = list(self.instance.weekdays)
+
+    def clean_weekdays(self) -> str:
+        return "".join(sorted(self.cleaned_data["weekdays"]))
+
+
+class CarrierPickupFormSet(forms.BaseInlineFormSet):
+    """A warehouse's pickups: when it has any, exactly one is the default (where orders go
+    that no other pickup takes, and whose time and days set the orders' deadlines)."""
+
+    def clean(self) -> None:
+        super().clean()
+        rows = [
+            f.cleaned_data
+            for f in self.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE", False)
+        ]
+        defaults = sum(1 for row in rows if row.get("is_default"))
+        if rows and defaults != 1:
+            raise forms.ValidationError(
+                "Mark exactly one pickup as the default: it takes the orders no other pickup "
+                f"takes ({defaults} marked)."
+            )
 
 
 # -- stock operations -------------------------------------------------------------------------

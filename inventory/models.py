@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -39,9 +40,6 @@ class Warehouse(models.Model):
         default=datetime.time(14, 0),
         help_text="Local time after which an order counts from the next business day.",
     )
-    carrier_pickup = models.TimeField(
-        default=datetime.time(15, 0), help_text="Local time the carrier collects parcels."
-    )
     packing_buffer_minutes = models.PositiveIntegerField(
         default=30, help_text="Packing must finish this long before the pickup."
     )
@@ -58,6 +56,101 @@ class Warehouse(models.Model):
     def is_sellable(self) -> bool:
         """Quarantine stock is never offered for sale."""
         return self.kind != self.Kind.QUARANTINE
+
+    def carrier_pickups(self) -> list[CarrierPickup]:
+        """Its pickups, the default one first; a warehouse with none has one implicit default
+        pickup (``DEFAULT_PICKUP_TIME`` on weekdays). Reads ``pickups`` once (prefetch it)."""
+        saved = self.pickups.all() if self.pk else []
+        pickups = sorted(saved, key=lambda p: (not p.is_default, p.cutoff, p.pk))
+        if not any(p.is_default for p in pickups):
+            pickups.insert(0, CarrierPickup(warehouse=self, is_default=True))
+        return pickups
+
+    @property
+    def default_pickup(self) -> CarrierPickup:
+        """Where orders go that no other pickup takes (see ``CarrierPickup``)."""
+        return self.carrier_pickups()[0]
+
+
+DEFAULT_PICKUP_TIME = datetime.time(15, 0)
+WEEKDAYS = [("0", "Mon"), ("1", "Tue"), ("2", "Wed"), ("3", "Thu"), ("4", "Fri"), ("5", "Sat"),
+            ("6", "Sun")]  # fmt: skip
+
+
+def validate_weekdays(value: str) -> None:
+    if not value or not set(value) <= set("0123456") or len(set(value)) != len(value):
+        raise ValidationError(
+            "Give the pickup days as weekday numbers, Monday 0 to Sunday 6, each once (e.g. "
+            "'01234' for Monday to Friday)."
+        )
+
+
+class CarrierPickup(models.Model):
+    """A carrier's collection at a warehouse: its cut-off (the local time the carrier takes
+    the parcels, in the warehouse's time zone) on the weekdays it comes.
+
+    An order waiting to be packed belongs to the first pickup (by cut-off) whose carrier or
+    shipping services name the order's service level (case-insensitive), else to the
+    warehouse's default pickup, which also sets the ship days and pickup time behind the
+    orders' pack-by and ship-by deadlines.
+    """
+
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.CASCADE, related_name="pickups")
+    carrier = models.CharField(max_length=60, blank=True, help_text="E.g. UPS, USPS, FedEx.")
+    services = models.CharField(
+        "shipping services",
+        max_length=300,
+        blank=True,
+        help_text="Comma-separated service levels this pickup takes (e.g. 'NextDay, "
+        "SecondDay'); an order whose service level is the carrier's name goes here too.",
+    )
+    cutoff = models.TimeField(
+        "cut-off",
+        default=DEFAULT_PICKUP_TIME,
+        help_text="Local time (warehouse time zone) the carrier collects; packing must finish "
+        "the warehouse's packing buffer before it.",
+    )
+    weekdays = models.CharField(
+        max_length=7,
+        default="01234",
+        validators=[validate_weekdays],
+        help_text="The days it comes, Monday 0 to Sunday 6 (public holidays are skipped).",
+    )
+    is_default = models.BooleanField(
+        "default pickup",
+        default=False,
+        help_text="Takes every order no other pickup of the warehouse takes.",
+    )
+
+    class Meta:
+        ordering = ["warehouse", "cutoff", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["warehouse"],
+                condition=Q(is_default=True),
+                name="carrier_pickup_one_default",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier or 'Carrier'} {self.cutoff:%H:%M}"
+
+    @property
+    def label(self) -> str:
+        """The carrier's name, or "carrier" for a default pickup left unnamed."""
+        return self.carrier or "carrier"
+
+    @property
+    def service_names(self) -> frozenset[str]:
+        """The order service levels it takes, lower-cased: its services and its carrier."""
+        names = {name.strip().lower() for name in self.services.split(",")} | {
+            self.carrier.strip().lower()
+        }
+        return frozenset(names - {""})
+
+    @property
+    def weekday_numbers(self) -> frozenset[int]:
+        return frozenset(int(day) for day in self.weekdays)
 
 
 class SKU(models.Model):

@@ -4,9 +4,10 @@ glance, as one JSON document the page's script draws (``static/oms/dashboard.js`
 Its queries are bounded whatever the number of orders: each is a count or a short list over
 an index range that only today's work falls in (the pack-by partial index, the ship-by index,
 the on-hold partial index, the unanswered-returns partial index, the shipped-at index), or
-reads small tables (warehouses, channels, one pending push per listing, the metric snapshots
-of the last 90 days). The account-health figures come from the snapshots the periodic health
-check writes (``oms.health.services.health_check``), never from the order history itself.
+reads small tables (warehouses and their carrier pickups, channels, one pending push per
+listing, the metric snapshots of the last 90 days). The account-health figures come from the
+snapshots the periodic health check writes (``oms.health.services.health_check``), never from
+the order history itself.
 
 This is the project's front page, so it reads the channel and returns apps too; it reads them
 by name (``apps.get_model``), as those apps depend on this one and not the other way round.
@@ -29,20 +30,20 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
-from oms.health.capacity import TO_PACK_STATUSES, warehouses_capacity
+from oms.health.capacity import TO_PACK_STATUSES, pickups_capacity
 from oms.health.metrics import (
     FBA_METRICS,
     RATE_METRICS,
     SPECS,
     Threshold,
     at_risk_ship_hours,
+    late_shipment_at_risk,
     metric_message,
     metric_orders_against,
     metric_orders_at_risk,
 )
 from oms.health.report import latest_report_checks
 from oms.models import (
-    OPEN_STATUSES,
     FulfillmentModel,
     HealthAlert,
     HealthMetric,
@@ -76,6 +77,10 @@ def _capacity(now: datetime) -> list[dict]:
             "warehouse": c.name,
             "code": c.code,
             "time_zone": c.time_zone,
+            "carrier": c.carrier,
+            "pickup": c.pickup_key,
+            "is_default": c.is_default,
+            "pickup_day": c.day,
             "pickup_at": _iso(c.pickup_at),
             "pack_deadline": _iso(c.pack_deadline),
             "to_pack": c.forecast.to_pack,
@@ -87,18 +92,20 @@ def _capacity(now: datetime) -> list[dict]:
             "capacity": c.forecast.capacity,
             "misses": c.forecast.misses,
             "message": c.message,
-            "orders_url": _orders_link(list="to_pack", warehouse=c.warehouse_id),
+            "orders_url": _orders_link(
+                list="to_pack", warehouse=c.warehouse_id, pickup=c.pickup_key
+            ),
         }
-        for c in warehouses_capacity(now=now)
+        for c in pickups_capacity(now=now)
     ]
 
 
 def _at_risk(now: datetime) -> dict:
     hours = at_risk_ship_hours()
     merchant = Order.objects.exclude(fulfillment_model=FulfillmentModel.FBA)
-    due_soon = merchant.filter(
-        ship_by__gte=now, ship_by__lt=now + timedelta(hours=hours), status__in=OPEN_STATUSES
-    ).count()
+    # The late shipment rate's own at-risk orders: a parcel out of the door still counts late
+    # unless its confirmation reaches the channel by ship-by.
+    due_soon = late_shipment_at_risk(now=now).count()
     # Through the pack-by partial index: only orders waiting to ship are in it.
     late = merchant.filter(status__in=PACKED_OR_EARLIER, pack_by__lt=now, ship_by__lt=now).count()
     return {
@@ -447,14 +454,10 @@ def _linked_orders(request: HttpRequest):
         )
     merchant = Order.objects.exclude(fulfillment_model=FulfillmentModel.FBA)
     if kind == "due_soon":
-        hours = at_risk_ship_hours()
         return (
-            merchant.filter(
-                ship_by__gte=now,
-                ship_by__lt=now + timedelta(hours=hours),
-                status__in=OPEN_STATUSES,
-            ).order_by("ship_by"),
-            f"are due to ship within {hours} hours",
+            late_shipment_at_risk(now=now).order_by("ship_by"),
+            f"are due to ship within {at_risk_ship_hours()} hours and not yet confirmed to "
+            "the channel",
         )
     if kind == "late":
         return (
@@ -468,17 +471,17 @@ def _linked_orders(request: HttpRequest):
             warehouse_id = int(params.get("warehouse", ""))
         except ValueError:
             return None, ""
-        pickups = {c.warehouse_id: c.pickup_at for c in warehouses_capacity(now=now)}
-        if warehouse_id not in pickups:
-            return None, ""
-        return (
-            Order.objects.filter(
-                status__in=TO_PACK_STATUSES,
-                warehouse_id=warehouse_id,
-                pack_by__lt=pickups[warehouse_id],
-            ).order_by("pack_by"),
-            "must be packed for the next pickup",
+        pickup = next(
+            (
+                c
+                for c in pickups_capacity(now=now)
+                if c.warehouse_id == warehouse_id and c.pickup_key == params.get("pickup")
+            ),
+            None,
         )
+        if pickup is None:
+            return None, ""
+        return pickup.orders_to_pack(), f"must be packed for {pickup.pickup_name}"
     return None, ""
 
 

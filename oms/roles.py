@@ -42,6 +42,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {
             "add_bundlecomponent",
             "change_bundlecomponent",
             "delete_bundlecomponent",
+            "add_carrierpickup",
+            "change_carrierpickup",
+            "delete_carrierpickup",
             "repair_ledger",
         ],
         "oms": [

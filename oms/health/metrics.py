@@ -18,9 +18,9 @@ order_defect_rate (<1%)       order      60 d on ``purchased_at``   orders, not 
                                                                     ``end`` and not removed
 late_shipment_rate_10/_30     order      10 / 30 d on ``ship_by``   FBM/SFP orders not
 (<4%; SFP <=1%)                                                     cancelled without shipping
-                                                                    / first shipment's
-                                                                    ``shipped_at`` after
-                                                                    ship-by, or no shipment yet
+                                                                    / no shipment confirmed to
+                                                                    the channel at or before
+                                                                    ship-by (``confirmed_at``)
 cancellation_rate             order      7 d on ``purchased_at``    FBM/SFP orders, not pending
 (<2.5%; SFP <=0.5%)                                                 nor cancelled for payment /
                                                                     cancelled before ``end`` by
@@ -43,11 +43,16 @@ late_return_answer_rate       return     30 d on ``respond_by``     FBM/SFP retu
                                                                     answered yet
 ============================  =========  =========================  ==========================
 
-The late-shipment rule uses the first shipment, not the order's ``shipped_at`` (set only when
-the last unit ships): the channel counts an order as ship-confirmed at its first confirmation.
-An unshipped order whose ship-by has passed is counted late at once: it can only be confirmed
-late now. FBA orders count only in the order defect rate (Amazon ships them). SFP is its own
-program with its own thresholds.
+The late-shipment rule is the channel's: an order is late unless a shipment was *confirmed*
+to the channel by its ship-by (the first confirmation is enough; the order's ``shipped_at`` is
+set only when the last unit ships). When the parcel left the warehouse does not matter: a
+parcel shipped in time whose confirmation reached the channel after ship-by is late. An order
+whose ship-by has passed with no confirmation yet (unshipped, or shipped with the confirmation
+still pending or failed) is counted late at once: it can only be confirmed late now. A shipment
+the channel learns of without our confirmation (``not_required``, e.g. a webshop reading our
+API) counts as confirmed when it shipped. FBA orders count only in the order defect rate
+(Amazon ships them and confirms its own shipments). SFP is its own program with its own
+thresholds.
 
 Headroom (``headroom``) is how many more bad units the window can take and stay within the
 threshold; see its docstring for the formula. Nothing here writes: ``oms.health.services``
@@ -78,7 +83,6 @@ from django.utils import timezone
 
 from inventory.models import StockLevel
 from oms.models import (
-    OPEN_STATUSES,
     CancelReason,
     Comparison,
     FbaInventoryFigure,
@@ -398,6 +402,17 @@ def _promise() -> Coalesce:
     return Coalesce(F("order__latest_delivery_at"), F("estimated_delivery_at"))
 
 
+def _known_to_channel(shipments: QuerySet, *, by=None) -> QuerySet:
+    """The ``shipments`` the channel knew of (by ``by``, when given): confirmed to it, or
+    learnt of without our confirmation, counted from when they shipped."""
+    confirmed = Q(confirmed_at__isnull=False)
+    learnt = Q(confirmation_status=Shipment.Confirmation.NOT_REQUIRED)
+    if by is not None:
+        confirmed = Q(confirmed_at__lte=by)
+        learnt &= Q(shipped_at__lte=by)
+    return shipments.filter(confirmed | learnt)
+
+
 def _merchant_shipments() -> QuerySet:
     # Parcels the channel shipped itself (FBA) carry no tracking of ours.
     return Shipment.objects.exclude(order__fulfillment_model=FBA).exclude(source="channel")
@@ -415,7 +430,7 @@ def metric_population(metric: str, *, window: Window) -> Population:
         ).annotate(has_defect=Exists(defects))
         return Population(queryset, Q(has_defect=True), "channel_id", "fulfillment_model", "pk")
     if metric in (M.LATE_SHIPMENT_RATE_10, M.LATE_SHIPMENT_RATE_30):
-        # "First shipment after ship-by" is "no shipment at or before ship-by": two
+        # "First confirmation after ship-by" is "no confirmation at or before ship-by": two
         # semi-joins on the shipment's order index instead of a MIN per order.
         shipments = Shipment.objects.filter(order=OuterRef("pk"))
         queryset = (
@@ -423,12 +438,12 @@ def metric_population(metric: str, *, window: Window) -> Population:
             .exclude(fulfillment_model=FBA)
             .annotate(
                 shipped=Exists(shipments),
-                shipped_in_time=Exists(shipments.filter(shipped_at__lte=OuterRef("ship_by"))),
+                confirmed_in_time=Exists(_known_to_channel(shipments, by=OuterRef("ship_by"))),
             )
             .exclude(cancelled_at__isnull=False, shipped=False)
         )
         return Population(
-            queryset, Q(shipped_in_time=False), "channel_id", "fulfillment_model", "pk"
+            queryset, Q(confirmed_in_time=False), "channel_id", "fulfillment_model", "pk"
         )
     if metric == M.CANCELLATION_RATE:
         shipped_before = Shipment.objects.filter(
@@ -488,18 +503,28 @@ def metric_population(metric: str, *, window: Window) -> Population:
     raise ValueError(f"{metric!r} is not a rate metric")
 
 
+def late_shipment_at_risk(*, now: datetime) -> QuerySet[Order]:
+    """Merchant orders due within ``at_risk_ship_hours()`` that no shipment confirmed to the
+    channel yet: unshipped, or shipped with the confirmation still pending or failed. Each
+    becomes a late shipment unless a confirmation reaches the channel by its ship-by."""
+    horizon = now + timedelta(hours=at_risk_ship_hours())
+    confirmed = _known_to_channel(Shipment.objects.filter(order=OuterRef("pk")))
+    return (
+        Order.objects.filter(ship_by__gte=now, ship_by__lt=horizon)
+        .exclude(fulfillment_model=FBA)
+        .exclude(status=OrderStatus.CANCELLED)
+        .exclude(Exists(confirmed))
+    )
+
+
 def metric_at_risk(metric: str, *, now: datetime) -> Population | None:
     """Rows that may yet count against ``metric`` (as a Population whose ``counted`` is
     always true): what staff can still act on."""
     everything = ~Q(pk=None)
     if metric in (M.LATE_SHIPMENT_RATE_10, M.LATE_SHIPMENT_RATE_30):
-        horizon = now + timedelta(hours=at_risk_ship_hours())
-        queryset = (
-            Order.objects.filter(ship_by__gte=now, ship_by__lt=horizon, status__in=OPEN_STATUSES)
-            .exclude(fulfillment_model=FBA)
-            .exclude(status=OrderStatus.PARTIALLY_SHIPPED)
+        return Population(
+            late_shipment_at_risk(now=now), everything, "channel_id", "fulfillment_model", "pk"
         )
-        return Population(queryset, everything, "channel_id", "fulfillment_model", "pk")
     if metric == M.CANCELLATION_RATE:
         queryset = Order.objects.filter(
             status=OrderStatus.ON_HOLD, hold_reason__in=CANCEL_RISK_HOLDS
@@ -666,7 +691,8 @@ def metric_message(
     metric: str, *, status: str, headroom: int | None, at_risk: int, threshold: Threshold | None
 ) -> str:
     """E.g. "5 more late shipments breach below 4%; 3 orders are due to ship in the next 3
-    hours" (headroom 4: a fifth late shipment would breach)."""
+    hours and not yet confirmed to the channel" (headroom 4: a fifth late shipment would
+    breach)."""
     spec = SPECS.get(metric)
     if spec is None or threshold is None:
         return ""
@@ -687,11 +713,14 @@ def metric_message(
 
 def at_risk_text(metric: str, count: int) -> str:
     """What the at-risk count of ``metric`` means, e.g. "3 orders are due to ship in the next
-    3 hours"."""
+    3 hours and not yet confirmed to the channel"."""
     one = count == 1
     orders, are = ("order", "is") if one else ("orders", "are")
     if metric in (M.LATE_SHIPMENT_RATE_10, M.LATE_SHIPMENT_RATE_30):
-        return f"{count} {orders} {are} due to ship in the next {at_risk_ship_hours()} hours"
+        return (
+            f"{count} {orders} {are} due to ship in the next {at_risk_ship_hours()} hours and "
+            "not yet confirmed to the channel"
+        )
     if metric == M.CANCELLATION_RATE:
         return f"{count} {orders} {are} on hold for stock, address or SKU problems"
     if metric == M.VALID_TRACKING_RATE:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 
 from inventory.exceptions import InsufficientStock
-from inventory.models import Warehouse
+from inventory.models import CarrierPickup, Warehouse
 from inventory.services import stock_reserve
 from oms.deadlines import WarehouseCalendar, compute_deadlines
 from oms.exceptions import OrderError
@@ -19,14 +19,20 @@ from .orders import order_hold, order_lock, order_transition
 S = OrderStatus
 
 
-def warehouse_calendar(warehouse: Warehouse) -> WarehouseCalendar:
+def warehouse_calendar(
+    warehouse: Warehouse, pickup: CarrierPickup | None = None
+) -> WarehouseCalendar:
+    """The warehouse's calendar for ``pickup`` (default: its default pickup, which sets the
+    orders' deadlines): that pickup's time and weekdays, the warehouse's holidays."""
+    pickup = pickup or warehouse.default_pickup
     return WarehouseCalendar(
         time_zone=str(warehouse.time_zone),
         country=warehouse.country,
         subdivision=warehouse.subdivision,
         carrier_cutoff=warehouse.carrier_cutoff,
-        carrier_pickup=warehouse.carrier_pickup,
+        carrier_pickup=pickup.cutoff,
         packing_buffer=timedelta(minutes=warehouse.packing_buffer_minutes),
+        working_weekdays=pickup.weekday_numbers,
     )
 
 

@@ -1,8 +1,8 @@
 /*
  * The operations dashboard on the admin's front page (templates/admin/index.html).
  *
- * Fetches the dashboard document (oms.dashboard) and draws it: today's work (next pickups
- * with a countdown and the capacity forecast, orders at risk, holds, returns close to their
+ * Fetches the dashboard document (oms.dashboard) and draws it: today's work (each carrier
+ * cut-off of each warehouse with a countdown and its capacity forecast, orders at risk, holds, returns close to their
  * 48 hours, sync health), then each account-health metric against its threshold with its
  * last 90 days charted by Chart.js (static/vendor/chartjs/). Refreshes every minute; the
  * countdowns tick every second. Text from the server is always set as text, never as HTML.
@@ -78,18 +78,32 @@
 
   // ----- today -----------------------------------------------------------------------
 
+  // The pickup's time in the warehouse's own zone, where the carrier comes.
+  function localTime(iso, zone) {
+    try {
+      return new Date(iso).toLocaleString([], { weekday: "short", hour: "2-digit",
+        minute: "2-digit", timeZone: zone, timeZoneName: "short" });
+    } catch (e) {
+      return when(iso);
+    }
+  }
+
+  // One card per carrier cut-off of each warehouse, with its own countdown.
   function capacityCards(items) {
     return items.map(function (c) {
-      var box = card("Next pickup · " + c.warehouse);
+      var carrier = c.carrier.charAt(0).toUpperCase() + c.carrier.slice(1);
+      var box = card(carrier + " pickup · " + c.warehouse);
       box.setAttribute("data-warehouse", c.code);
+      box.setAttribute("data-pickup", c.pickup);
       var countdown = el("span", { className: "ops-countdown" });
       state.countdowns.push({ node: countdown, at: c.pack_deadline });
       box.appendChild(el("div", {}, [
         el("span", { className: "ops-big", text: String(c.to_pack) }),
-        " orders to pack",
+        " orders to pack for " + c.pickup_day + " pickup",
       ]));
       box.appendChild(el("div", {}, ["Packing closes in ", countdown,
-        el("span", { className: "ops-muted", text: " (pickup " + when(c.pickup_at) + ")" })]));
+        el("span", { className: "ops-muted",
+          text: " (" + c.carrier + " cut-off " + localTime(c.pickup_at, c.time_zone) + ")" })]));
       box.appendChild(el("div", { className: "ops-muted",
         text: c.rate_per_hour + " orders/h over " + c.worked_hours + " h worked; " +
           c.capacity + " can be packed in time" }));
@@ -109,7 +123,7 @@
     box.appendChild(el("div", {}, [
       el("span", { className: "ops-big" + (risk.due_soon ? " ops-warn" : ""),
         text: String(risk.due_soon) }),
-      " due to ship in the next " + risk.hours + " h",
+      " due to ship in the next " + risk.hours + " h, not yet confirmed to the channel",
     ]));
     box.appendChild(link(risk.due_soon_url, "Show them"));
     box.appendChild(el("div", {}, [

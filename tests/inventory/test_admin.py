@@ -205,6 +205,61 @@ def test_add_pages_render_for_catalogue_only(superuser_client):
         assert superuser_client.get(_url(f"{model}_add")).status_code == 403
 
 
+def _warehouse_form(wh, rows, *, initial=0):
+    data = {
+        "code": wh.code, "name": wh.name, "kind": wh.kind, "time_zone": str(wh.time_zone),
+        "country": wh.country, "is_active": "on",
+        "pickups-TOTAL_FORMS": str(len(rows)), "pickups-INITIAL_FORMS": str(initial),
+        "pickups-MIN_NUM_FORMS": "0", "pickups-MAX_NUM_FORMS": "1000",
+    }  # fmt: skip
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if key == "weekdays":
+                data[f"pickups-{i}-weekdays"] = list(value)
+            elif value is not None:
+                data[f"pickups-{i}-{key}"] = value
+    return data
+
+
+def test_manager_edits_carrier_pickups_inline_on_the_warehouse(client, wh):
+    manager = _client_for(client, StaffUserFactory(groups=["Manager"]))
+    url = _url("warehouse_change", wh.pk)
+    assert 'name="pickups-TOTAL_FORMS"' in manager.get(url).content.decode()
+    usps = {"carrier": "USPS", "cutoff": "15:00", "weekdays": "01234", "is_default": "on"}
+    ups = {"carrier": "UPS", "services": "NextDay, SecondDay", "cutoff": "17:30",
+           "weekdays": "012345"}  # fmt: skip
+
+    response = manager.post(url, _warehouse_form(wh, [usps, ups]))
+
+    assert response.status_code == 302, response.context["inline_admin_formsets"][0].formset.errors
+    pickups = {p.carrier: p for p in wh.pickups.all()}
+    assert pickups["UPS"].weekdays == "012345" and not pickups["UPS"].is_default
+    assert pickups["UPS"].service_names == {"ups", "nextday", "secondday"}
+    assert wh.default_pickup == pickups["USPS"]
+    # The saved days come back ticked.
+    [inline] = manager.get(url).context["inline_admin_formsets"]
+    ticked = {f.instance.carrier: f["weekdays"].value() for f in inline.formset.forms}
+    assert ticked == {"USPS": list("01234"), "UPS": list("012345")}
+
+
+def test_warehouse_pickups_need_exactly_one_default(superuser_client, wh):
+    url = _url("warehouse_change", wh.pk)
+    rows = [
+        {"carrier": "USPS", "cutoff": "15:00", "weekdays": "01234"},
+        {"carrier": "UPS", "cutoff": "17:30", "weekdays": "01234"},
+    ]
+    response = superuser_client.post(url, _warehouse_form(wh, rows))
+    assert response.status_code == 200
+    assert "Mark exactly one pickup as the default" in response.content.decode()
+    rows[0]["is_default"] = rows[1]["is_default"] = "on"
+    response = superuser_client.post(url, _warehouse_form(wh, rows))
+    assert "Mark exactly one pickup as the default" in response.content.decode()
+    rows[1]["is_default"], rows[1]["weekdays"] = None, ""
+    response = superuser_client.post(url, _warehouse_form(wh, rows))
+    assert "This field is required" in response.content.decode()
+    assert not wh.pickups.exists()
+
+
 def test_sku_changelist_shows_available_for_standard_and_bundle(superuser_client, mug, kit):
     response = superuser_client.get(_url("sku_changelist"))
 

@@ -29,6 +29,7 @@ from oms.health.metrics import (
     metric_compute,
     metric_evaluate,
     metric_orders_against,
+    metric_orders_at_risk,
     metric_status,
     metrics_compute,
 )
@@ -84,7 +85,12 @@ def make_order(channel, *, purchased_at=None, ship_by=None, model="FBM", status=
     )
 
 
-def ship(order, at, *, tracking=None, **kw):
+def ship(order, at, *, tracking=None, confirmed_after=timedelta(0), **kw):
+    """A parcel shipped ``at``, confirmed to the channel ``confirmed_after`` later (``None``:
+    the confirmation is still pending)."""
+    if confirmed_after is not None:
+        kw.setdefault("confirmation_status", Shipment.Confirmation.SENT)
+        kw.setdefault("confirmed_at", at + confirmed_after)
     return Shipment.objects.create(
         order=order,
         carrier_code="UPS",
@@ -175,32 +181,55 @@ def test_late_shipment_rate_window_edges(channel, metric, days):
         "last": make_order(channel, ship_by=END - US),
         "after": make_order(channel, ship_by=END),
     }
+    # Each parcel left an hour before its ship-by, but the channel heard of it a minute after.
     for order in orders.values():
-        ship(order, order.ship_by + timedelta(minutes=1))
+        ship(order, order.ship_by - timedelta(hours=1), confirmed_after=timedelta(minutes=61))
 
     assert counts(metric, channel) == (2, 2)
     assert against_ids(metric, channel) == {orders["first"].external_id, orders["last"].external_id}
 
 
-def test_late_shipment_is_the_first_shipment_after_ship_by(channel):
+def test_late_shipment_is_the_first_confirmation_after_ship_by(channel):
     ship_by = END - timedelta(days=2)
-    on_the_dot = make_order(channel, ship_by=ship_by)
-    ship(on_the_dot, ship_by)
-    a_microsecond_late = make_order(channel, ship_by=ship_by)
-    ship(a_microsecond_late, ship_by + US)
+    shipped = ship_by - timedelta(hours=3)
+
+    def confirmed(delay, **kw):
+        order = make_order(channel, ship_by=ship_by, **kw)
+        ship(order, shipped, confirmed_after=delay)
+        return order
+
+    on_the_dot = confirmed(timedelta(hours=3))
+    a_microsecond_late = confirmed(timedelta(hours=3) + US)
     split = make_order(channel, ship_by=ship_by)
-    ship(split, ship_by - timedelta(hours=2))
+    ship(split, shipped, confirmed_after=timedelta(hours=1))
     ship(split, ship_by + timedelta(days=1), tracking="1Z0000000000000999")
+    pending = confirmed(None)
+    failed = make_order(channel, ship_by=ship_by)
+    ship(failed, shipped, confirmed_after=None, confirmation_status="failed")
+    webshop = make_order(channel, ship_by=ship_by)
+    ship(webshop, shipped, confirmed_after=None, confirmation_status="not_required")
     unshipped = make_order(channel, ship_by=ship_by, status="allocated")
     cancelled = make_order(channel, ship_by=ship_by, status="cancelled", cancelled_at=ship_by)
     make_order(channel, ship_by=ship_by, model="FBA", status="allocated")
+    fba = make_order(channel, ship_by=ship_by, model="FBA")
+    ship(fba, ship_by + timedelta(days=1), tracking="", source="channel", confirmed_after=None,
+         confirmation_status="not_required")  # fmt: skip
 
-    assert counts(M.LATE_SHIPMENT_RATE_10, channel) == (2, 4)
+    # Shipped in time is not enough: the confirmation must reach the channel by ship-by, and
+    # an order with none yet (pending, failed, nothing shipped) is late already.
+    assert counts(M.LATE_SHIPMENT_RATE_10, channel) == (4, 7)
     assert against_ids(M.LATE_SHIPMENT_RATE_10, channel) == {
         a_microsecond_late.external_id,
+        pending.external_id,
+        failed.external_id,
         unshipped.external_id,
     }
+    assert {on_the_dot.external_id, split.external_id, webshop.external_id}.isdisjoint(
+        against_ids(M.LATE_SHIPMENT_RATE_10, channel)
+    )
     assert cancelled.external_id not in against_ids(M.LATE_SHIPMENT_RATE_10, channel)
+    # Amazon ships and confirms FBA orders itself: they are not in the rate at all.
+    assert counts(M.LATE_SHIPMENT_RATE_10, channel, "FBA") == (0, 0)
 
 
 # ----- pre-fulfillment cancellation rate: 7 days on purchased_at -----------------------------
@@ -464,7 +493,8 @@ def test_headroom_examples_in_words():
     )  # fmt: skip
     assert result.status == "warning"
     assert result.message == (
-        "2 more late shipments breach below 4%; 5 orders are due to ship in the next 3 hours"
+        "2 more late shipments breach below 4%; 5 orders are due to ship in the next 3 hours "
+        "and not yet confirmed to the channel"
     )
 
 
@@ -639,18 +669,34 @@ def test_health_check_snapshots_and_alerts_from_the_same_figures(
     assert late.external_id in against_ids(M.LATE_SHIPMENT_RATE_10, channel, end=now)
 
 
-def test_at_risk_orders_are_counted_live(channel):
+def test_at_risk_orders_are_counted_live(channel, admin_user):
     now = datetime.now(UTC)
-    make_order(channel, ship_by=now + timedelta(hours=2), status="allocated")
-    make_order(channel, ship_by=now + timedelta(hours=2, minutes=59), status="picked")
+    soon = make_order(channel, ship_by=now + timedelta(hours=2), status="allocated")
+    last = make_order(channel, ship_by=now + timedelta(hours=2, minutes=59), status="picked")
     make_order(channel, ship_by=now + timedelta(hours=3, minutes=1), status="allocated")
-    make_order(channel, ship_by=now + timedelta(hours=1), status="shipped")
+    confirmed = make_order(channel, ship_by=now + timedelta(hours=1))
+    ship(confirmed, now - timedelta(minutes=5))
+    unconfirmed = make_order(channel, ship_by=now + timedelta(hours=1))
+    ship(unconfirmed, now - timedelta(minutes=5), confirmed_after=None)
+    part = make_order(channel, ship_by=now + timedelta(hours=1), status="partially_shipped")
+    ship(part, now - timedelta(minutes=5))
+    make_order(channel, ship_by=now + timedelta(hours=1), status="cancelled", cancelled_at=now)
+    make_order(channel, ship_by=now + timedelta(hours=1), status="allocated", model="FBA")
 
     lsr = next(
         r for r in metrics_compute() if r.metric == M.LATE_SHIPMENT_RATE_10 and r.program == "FBM"
     )
-    assert lsr.at_risk == 2
-    assert "2 orders are due to ship in the next 3 hours" in lsr.message
+    # A parcel out of the door whose confirmation has not reached the channel is still at risk.
+    assert lsr.at_risk == 3
+    assert (
+        "3 orders are due to ship in the next 3 hours and not yet confirmed to the channel"
+        in lsr.message
+    )
+    at_risk = dashboard_data(user=admin_user, now=now)["at_risk"]
+    assert at_risk["due_soon"] == 3
+    assert set(
+        metric_orders_at_risk(M.LATE_SHIPMENT_RATE_10, channel_id=channel.pk, program="FBM")
+    ) == {soon, last, unconfirmed}
 
 
 # ----- defects entered by staff ---------------------------------------------------------------
