@@ -5,7 +5,7 @@ from oms.roles import roles_sync
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oms", "0007_buyer_name_prefix_index"),
+        ("oms", "0008_order_defect_channel_status_payload"),
         ("inventory", "0005_carrier_pickups"),
     ]
 
