@@ -17,7 +17,7 @@ from oms.health.services import order_defect_import
 from oms.models import Order, OrderDefect
 
 from .connection import channel_connector, channel_health_record
-from .imports import import_error_record
+from .imports import ImportSummary, import_error_record
 
 DEFECT_KINDS = {
     DefectKind.CLAIM: OrderDefect.Kind.A_TO_Z_CLAIM,
@@ -28,16 +28,8 @@ REMOVED_STATUS = "removed on the channel"
 
 
 @dataclass
-class DefectImportSummary:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
+class DefectImportSummary(ImportSummary):
     removed: int = 0
-    failed: int = 0
-
-    @property
-    def seen(self) -> int:
-        return self.created + self.updated + self.unchanged + self.failed
 
 
 def defect_error_id(channel_defect_id: str) -> str:
