@@ -30,6 +30,8 @@ from oms.records import (
 from .base import (
     ChannelConfig,
     ChannelConnector,
+    ChannelRefund,
+    ChannelReturnState,
     ConnectorPermanentError,
     ConnectorRetryableError,
     InventoryUpdate,
@@ -152,6 +154,25 @@ def map_refund_as_return(order_id: str, refund: dict[str, Any]) -> list[ReturnRe
     items = refund.get("refund_line_items") or []
     if is_our_refund(refund.get("note")) or not items:
         return []
+    # The buyer already has this money back: the return is recorded as refunded by Shopify,
+    # with what its successful refund transactions paid (and never refunded again by us).
+    paid = sum(
+        (
+            to_decimal(t.get("amount") or "0")
+            for t in refund.get("transactions") or []
+            if t.get("kind") == "refund" and t.get("status") in ("success", None)
+        ),
+        Decimal("0"),
+    )
+    shipping = sum(
+        (
+            -to_decimal(a.get("amount") or "0")
+            for a in refund.get("order_adjustments") or []
+            if a.get("kind") == "shipping_refund"
+        ),
+        Decimal("0"),
+    )
+    currency = next((t.get("currency") for t in refund.get("transactions") or []), "") or ""
     return [
         ReturnRecord(
             channel_return_id=str(refund["id"]),
@@ -165,11 +186,21 @@ def map_refund_as_return(order_id: str, refund: dict[str, Any]) -> list[ReturnRe
                     channel_line_id=str(item["line_item_id"]),
                     seller_sku=(item.get("line_item") or {}).get("sku") or "",
                     quantity=int(item["quantity"]),
+                    refunded_amount=to_decimal(item["subtotal"])
+                    if item.get("subtotal") is not None
+                    else None,
                 )
                 for item in items
             ),
             fulfillment_model=FulfillmentModel.FBM,
             raw=refund,
+            state=ChannelReturnState.REFUNDED,
+            refund=ChannelRefund(
+                refund_id=str(refund["id"]),
+                amount=paid,
+                shipping_amount=shipping,
+                currency=currency,
+            ),
         )
     ]
 

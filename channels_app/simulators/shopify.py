@@ -582,11 +582,13 @@ class ShopifySimulator(SimulatorServer):
         *,
         reason: str = "",
         comment: str = "",
+        refunded: bool = True,
     ) -> dict[str, Any]:
         """A return refunded in the Shopify admin: a refund restocking the units as returned.
 
         REST shows returns only as such refunds (the Returns object is GraphQL-only) and a
         refund carries no reason, so ``reason`` is not kept; ``comment`` becomes the note.
+        Such a return is always refunded already (``refunded`` is there for the interface).
         """
         with self.lock:
             order = self._get_order(order_id)
@@ -600,7 +602,15 @@ class ShopifySimulator(SimulatorServer):
                 wanted.append({"line_item_id": line["id"], "quantity": quantity})
             plan = self._refund_plan(order, wanted, "return")
             goods = sum((item["subtotal"] for item in plan), Decimal("0"))
-            return self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
+            refund = self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
+            self.channel_refunds.append(
+                {
+                    "order_id": str(order["id"]),
+                    "channel_refund_id": str(refund["id"]),
+                    "amount": goods,
+                }
+            )
+            return refund
 
     def _refunds(self, request: Request) -> Response:
         order = self._get_order(request.params["order_id"])

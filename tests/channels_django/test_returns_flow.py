@@ -14,7 +14,12 @@ from inventory.models import StockLevel, Warehouse
 from oms.models import Order
 from oms.services.shipments import shipment_create
 from returns.models import Refund, ReturnRequest
-from returns.services import return_inspect, return_receive, return_request_authorize
+from returns.services import (
+    return_inspect,
+    return_receive,
+    return_request_authorize,
+    return_request_create,
+)
 
 pytestmark = pytest.mark.django_db
 KINDS = ["amazon", "shopify", "ebay", "walmart"]
@@ -42,15 +47,115 @@ def channel_order_id(sim, placed):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_return_the_channel_refunded_is_never_refunded_again(
+    world, quarantine, kind, django_capture_on_commit_callbacks
+):
+    sim, channel = world.sims[kind], world.channels[kind]
+    order, placed = shipped_order(world, kind)
+    line = order.lines.order_by("id").first()
+    sim.create_return(
+        channel_order_id(sim, placed),
+        [(line.channel_line_id or "MUG", 1)],
+        reason="DEFECTIVE",
+        refunded=True,
+    )
+    assert len(sim.refunds_of(order.external_id)) == 1  # the channel's own refund
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert channel_returns_import(channel=channel) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert channel_returns_import(channel=channel) == 1  # seen again: nothing new
+
+    return_request = ReturnRequest.objects.get(order=order)
+    assert return_request.status == "refunded"
+    refund = Refund.objects.get(return_request=return_request)
+    assert refund.state == "by_channel"
+    # The channel's reference for its refund (Shopify's refund id is the return's id).
+    assert refund.channel_refund_id.endswith(return_request.channel_return_id)
+    assert refund.total == line.unit_price
+    refund_line = refund.lines.get()
+    assert (refund_line.quantity, refund_line.amount) == (1, line.unit_price)
+    assert return_request.lines.get().quantity_refunded == 1
+
+    # The parcel still comes back: received and inspected, and nothing refunded again.
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=return_request, actor="dock")
+    return_request.refresh_from_db()
+    assert return_request.status == "refunded"
+    return_inspect(
+        return_line=return_request.lines.get(), grade="sellable", quantity=1, actor="qa"
+    )
+    return_request.refresh_from_db()
+    assert return_request.status == "closed"
+    assert Refund.objects.filter(return_request=return_request).count() == 1
+    assert sim.refunds == []  # nothing through the API...
+    assert len(sim.refunds_of(order.external_id)) == 1  # ...so one refund in all
+
+
+@pytest.mark.parametrize(
+    ("kind", "channel_status", "expected"),
+    [
+        ("amazon", "Approved", "authorized"),
+        ("amazon", "Pending approval", "requested"),
+        ("amazon", "Closed", "closed"),
+        ("amazon", "Rejected", "rejected"),
+    ],
+)
+def test_an_imported_return_starts_where_the_channel_has_it(
+    world, quarantine, kind, channel_status, expected
+):
+    sim, channel = world.sims[kind], world.channels[kind]
+    order, placed = shipped_order(world, kind)
+    sim.create_return(
+        channel_order_id(sim, placed), [("MUG", 1)], reason="DEFECTIVE", status=channel_status
+    )
+    assert channel_returns_import(channel=channel) == 1
+    return_request = ReturnRequest.objects.get(order=order)
+    assert return_request.status == expected
+    assert not return_request.refunds.exists()
+    if expected != "requested":
+        assert return_request.responded_at == return_request.requested_at  # the channel's answer
+        assert f"{expected} on the channel" in return_request.decision_note
+
+
+def test_ebay_and_walmart_returns_in_later_stages_start_there(world, quarantine):
+    ebay, walmart = world.sims["ebay"], world.sims["walmart"]
+    ebay_order, ebay_placed = shipped_order(world, "ebay")
+    [opened] = ebay.create_return(
+        channel_order_id(ebay, ebay_placed),
+        [(ebay_order.lines.get().channel_line_id, 1)],
+        reason="DEFECTIVE",
+    )
+    opened["status"] = opened["state"] = "ITEM_SHIPPED"  # the buyer sent it: authorized
+    assert channel_returns_import(channel=world.channels["ebay"]) == 1
+    assert ReturnRequest.objects.get(order=ebay_order).status == "authorized"
+
+    walmart_order, walmart_placed = shipped_order(world, "walmart")
+    opened = walmart.create_return(
+        channel_order_id(walmart, walmart_placed),
+        [(walmart_order.lines.order_by("id").first().channel_line_id, 1)],
+    )
+    for line in opened["returnOrderLines"]:
+        line["status"] = "CANCELLED"
+    assert channel_returns_import(channel=world.channels["walmart"]) == 1
+    assert ReturnRequest.objects.get(order=walmart_order).status == "closed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_return_imported_received_refunded_once_even_when_retried(world, quarantine, kind):
     sim, channel = world.sims[kind], world.channels[kind]
     order, placed = shipped_order(world, kind)
     line = order.lines.order_by("id").first()  # Walmart has a line per unit
-    sim.create_return(
-        channel_order_id(sim, placed), [(line.channel_line_id or "MUG", 1)], reason="DEFECTIVE"
-    )
-    assert channel_returns_import(channel=channel) == 1
-    assert channel_returns_import(channel=channel) == 1  # seen again: still one return
+    if kind == "shopify":
+        # Shopify's REST API shows a return only once Shopify refunded it (see
+        # test_a_return_the_channel_refunded_is_never_refunded_again): this one is opened here.
+        return_request_create(order=order, lines=[(line, 1)], reason_code="DEFECTIVE")
+    else:
+        sim.create_return(
+            channel_order_id(sim, placed), [(line.channel_line_id or "MUG", 1)], reason="DEFECTIVE"
+        )
+        assert channel_returns_import(channel=channel) == 1
+        assert channel_returns_import(channel=channel) == 1  # seen again: still one return
     return_request = ReturnRequest.objects.get(order=order)
     assert ReturnRequest.objects.count() == 1
     if return_request.status == "requested":
