@@ -82,9 +82,7 @@ def test_a_return_the_channel_refunded_is_never_refunded_again(
         return_receive(return_request=return_request, actor="dock")
     return_request.refresh_from_db()
     assert return_request.status == "refunded"
-    return_inspect(
-        return_line=return_request.lines.get(), grade="sellable", quantity=1, actor="qa"
-    )
+    return_inspect(return_line=return_request.lines.get(), grade="sellable", quantity=1, actor="qa")
     return_request.refresh_from_db()
     assert return_request.status == "closed"
     assert Refund.objects.filter(return_request=return_request).count() == 1
@@ -205,3 +203,65 @@ def test_restock_after_inspection_raises_the_quantity_on_the_channels(world, qua
         "walmart": 9,
     }
     assert StockLevel.objects.get(sku=world.sku, warehouse=quarantine).on_hand == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_partial_receipts_each_refunded_once_through_the_channel(
+    world, quarantine, kind, django_capture_on_commit_callbacks
+):
+    sim = world.sims[kind]
+    order, _ = shipped_order(world, kind, quantity=3)
+    lines = list(order.lines.order_by("id"))  # Walmart: a line per unit
+    return_request = return_request_create(
+        order=order, lines=[(line, line.quantity) for line in lines], reason_code="DEFECTIVE"
+    )
+    return_request_authorize(return_request=return_request, actor="cs")
+    first_line = return_request.lines.order_by("id").first()
+
+    # The refund tasks run after each commit, as the worker would.
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=return_request, lines={first_line.pk: 1}, actor="dock")
+    return_request.refresh_from_db()
+    assert return_request.status == "received"  # more units expected: still open
+    assert len(sim.refunds_of(order.external_id)) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=return_request, actor="dock")  # the other two
+    return_request.refresh_from_db()
+    assert return_request.status == "refunded"
+
+    refunds = list(Refund.objects.filter(return_request=return_request).order_by("id"))
+    assert [r.state for r in refunds] == ["sent", "sent"]
+    assert [sum(rl.quantity for rl in r.lines.all()) for r in refunds] == [1, 2]
+    for refund in refunds:  # a worker that died before recording the result sends again
+        Refund.objects.filter(pk=refund.pk).update(state="pending")
+        assert refund_send(refund_id=refund.pk) is True
+    on_channel = sim.refunds_of(order.external_id)
+    assert len(on_channel) == 2
+    unit = lines[0].unit_price
+    assert sorted(Decimal(str(r["amount"])) for r in on_channel) == [unit, 2 * unit]
+
+
+def test_partial_amount_and_shipping_reach_the_channel(
+    world, quarantine, django_capture_on_commit_callbacks
+):
+    sim = world.sims["shopify"]
+    order, _ = shipped_order(world, "shopify", quantity=2)
+    assert order.shipping_total > 0
+    line = order.lines.get()
+    return_request = return_request_create(order=order, lines=[(line, 2)])
+    return_line = return_request.lines.get()
+    partial = line.unit_price * 2 - Decimal("5.00")  # a deduction for a missing tag
+    return_request_authorize(
+        return_request=return_request,
+        refund_shipping=True,
+        line_amounts={return_line.pk: partial},
+        actor="cs",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=return_request, actor="dock")
+    refund = Refund.objects.get(return_request=return_request)
+    assert refund.state == "sent"
+    assert (refund.amount, refund.shipping_amount) == (partial, order.shipping_total)
+    [sent] = sim.refunds_of(order.external_id)
+    assert Decimal(str(sent["amount"])) == partial
+    assert Decimal(str(sent["shipping"])) == order.shipping_total
