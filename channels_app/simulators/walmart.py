@@ -605,9 +605,7 @@ class WalmartSimulator(SimulatorServer):
                         "returnExpectedFlag": True,
                         "status": "COMPLETED" if refunded else "INITIATED",
                         "statusTime": iso_ms(now),
-                        "currentRefundStatus": "REFUND_COMPLETED"
-                        if refunded
-                        else "REFUND_PENDING",
+                        "currentRefundStatus": "REFUND_COMPLETED" if refunded else "REFUND_PENDING",
                         "returnTrackingDetail": [
                             {
                                 "sequenceNo": 1,
