@@ -27,12 +27,13 @@ class ReturnStatus(models.TextChoices):
 
 R = ReturnStatus
 # A refund is sent when the parcel is received (or on approval for a returnless refund), so
-# "refunded" may come before or after "inspected"; a return closes once both are done.
+# "refunded" may come before or after "inspected"; a return closes once both are done. The
+# channel may refund a return itself while the parcel is still on its way.
 RETURN_TRANSITIONS: dict[str, set[str]] = {
     R.REQUESTED: {R.AUTHORIZED, R.REJECTED, R.CLOSED},
     R.AUTHORIZED: {R.IN_TRANSIT, R.RECEIVED, R.REFUNDED, R.CLOSED},
     R.REJECTED: {R.CLOSED},
-    R.IN_TRANSIT: {R.RECEIVED, R.CLOSED},
+    R.IN_TRANSIT: {R.RECEIVED, R.REFUNDED, R.CLOSED},
     R.RECEIVED: {R.INSPECTED, R.REFUNDED},
     R.INSPECTED: {R.REFUNDED, R.CLOSED},
     R.REFUNDED: {R.INSPECTED, R.CLOSED},

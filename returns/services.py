@@ -707,7 +707,7 @@ def _advance(return_request: ReturnRequest, actor: Actor) -> None:
 
     p = _progress(return_request)
     status = return_request.status
-    if status in (R.AUTHORIZED, R.RECEIVED) and p.refunded:
+    if status in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED) and p.refunded:
         go(R.REFUNDED)
         if return_request.returnless:
             go(R.CLOSED)
@@ -858,16 +858,32 @@ def return_channel_state_apply(
     refund_amount: Decimal | None = None,
     refund_shipping: Decimal = Decimal("0"),
     line_amounts: dict[int, Decimal] | None = None,
+    new: bool = True,
 ) -> ReturnRequest:
     """Start a return just imported from a channel where the channel has it: still to be
     answered (the seller's rules decide), authorized, rejected, closed, or refunded by the
     channel itself. A channel refund is recorded as done by the channel (``refund_id``,
     ``refund_amount`` including ``refund_shipping``) for all the return's units, so nothing
     of it is ever refunded again by us; the goods may still be received. ``closed`` ends it.
+
+    For a return seen before (``new`` off) only what cannot clash with our own handling is
+    taken over: an answer the channel gave while the return still waits for ours, and a
+    refund the channel made before any of ours was queued.
     """
     return_request = _lock(return_request)
-    if return_request.status != R.REQUESTED or state not in CHANNEL_STATES:
+    if state not in CHANNEL_STATES:
         return return_request
+    if return_request.status != R.REQUESTED or not new:
+        return _channel_state_update(
+            return_request,
+            state=state,
+            actor=actor,
+            closed=closed,
+            refund_id=refund_id,
+            refund_amount=refund_amount,
+            refund_shipping=refund_shipping,
+            line_amounts=line_amounts or {},
+        )
     if state == "requested" and not closed:
         return _auto_decide(return_request, actor)
     note = f"{state} on the channel"
@@ -896,6 +912,60 @@ def return_channel_state_apply(
         return_transition(
             return_request=return_request, to=R.CLOSED, actor=actor, message="closed on the channel"
         )
+    return return_request
+
+
+def _channel_state_update(
+    return_request: ReturnRequest,
+    *,
+    state: str,
+    actor: Actor,
+    closed: bool,
+    refund_id: str,
+    refund_amount: Decimal | None,
+    refund_shipping: Decimal,
+    line_amounts: dict[int, Decimal],
+) -> ReturnRequest:
+    """A return seen before, as the channel reports it now (see ``return_channel_state_apply``).
+
+    A refund on the channel counts as the channel's own only while none of ours exists: once
+    we queued one, the channel showing money back is (or may be) ours.
+    """
+    status = return_request.status
+    if status == R.REQUESTED and state != "requested":
+        return return_channel_state_apply(
+            return_request=return_request,
+            state=state,
+            actor=actor,
+            closed=closed,
+            refund_id=refund_id,
+            refund_amount=refund_amount,
+            refund_shipping=refund_shipping,
+            line_amounts=line_amounts,
+            new=True,
+        )
+    if (
+        state == "refunded"
+        and status in (R.AUTHORIZED, R.IN_TRANSIT)
+        and not return_request.returnless
+        and not return_request.refunds.exists()
+    ):
+        _channel_refund_record(
+            return_request,
+            actor=actor,
+            refund_id=refund_id,
+            amount=refund_amount,
+            shipping=refund_shipping,
+            line_amounts=line_amounts,
+        )
+        _advance(return_request, actor)
+        if closed:
+            return_transition(
+                return_request=return_request,
+                to=R.CLOSED,
+                actor=actor,
+                message="closed on the channel",
+            )
     return return_request
 
 

@@ -115,10 +115,9 @@ def return_record_import(*, channel: Channel, record: ReturnRecord) -> ReturnReq
             actor=actor,
             auto_decide=False,
         )
-        if existing:
-            return return_request
-        # Where the channel has the return already: answered, closed, or refunded by the
-        # channel itself (then recorded as such and never refunded again by us).
+        # Where the channel has the return: answered, closed, or refunded by the channel
+        # itself (then recorded as such and never refunded again by us). A return seen
+        # before only takes over what cannot clash with our own handling of it.
         refund = record.refund
         by_order_line = {line.order_line_id: line.pk for line in return_request.lines.all()}
         return return_channel_state_apply(
@@ -134,6 +133,7 @@ def return_record_import(*, channel: Channel, record: ReturnRecord) -> ReturnReq
                 for line, _quantity, amount in lines
                 if amount is not None and line.pk in by_order_line
             },
+            new=not existing,
         )
 
 

@@ -617,31 +617,6 @@ class WalmartSimulator(SimulatorServer):
                     }
                 )
             total = sum((_charge(line, "PRODUCT") for line in chosen), Decimal("0"))
-            if refunded:
-                refund_id = f"{next(self._refund_ids):012d}"
-                for line in chosen:
-                    line["refund"] = {
-                        "refundId": refund_id,
-                        "refundComments": "refunded by Walmart",
-                        "refundCharges": {
-                            "refundCharge": [
-                                {
-                                    "refundReason": "Refund",
-                                    "charge": {
-                                        "chargeType": "PRODUCT",
-                                        "chargeName": "Item Price",
-                                        "chargeAmount": {
-                                            "currency": "USD",
-                                            "amount": float(-_charge(line, "PRODUCT")),
-                                        },
-                                    },
-                                }
-                            ]
-                        },
-                    }
-                self.channel_refunds.append(
-                    {"order_id": order_id, "channel_refund_id": refund_id, "amount": total}
-                )
             self.returns[return_id] = {
                 "returnOrderId": return_id,
                 "customerEmailId": order["customerEmailId"],
@@ -655,7 +630,67 @@ class WalmartSimulator(SimulatorServer):
                 "returnChannel": {"channelName": "ONLINE"},
             }
             self.return_modified[return_id] = epoch_ms(now)
+            if refunded:
+                self.refund_return(return_id)
             return self.returns[return_id]
+
+    def refund_return(self, return_id: str) -> dict[str, Any]:
+        """Walmart refunds a return itself (a "keep it", or a refund before the parcel is
+        back): its lines become ``COMPLETED`` with ``REFUND_COMPLETED``, the order lines carry
+        the refund, and the return shows as modified now."""
+        with self.lock:
+            return_order = self.returns[return_id]
+            order_id = return_order["returnOrderLines"][0]["purchaseOrderId"]
+            order = self._get(order_id)
+            numbers = {line["purchaseOrderLineNumber"] for line in return_order["returnOrderLines"]}
+            chosen = [
+                line
+                for line in order["orderLines"]["orderLine"]
+                if int(line["lineNumber"]) in numbers
+            ]
+            now = utc_now()
+            for line in return_order["returnOrderLines"]:
+                line["status"] = "COMPLETED"
+                line["currentRefundStatus"] = "REFUND_COMPLETED"
+                line["statusTime"] = iso_ms(now)
+                line.setdefault("returnTrackingDetail", []).append(
+                    {
+                        "sequenceNo": len(line["returnTrackingDetail"]) + 1,
+                        "eventTag": "REFUND_ISSUED",
+                        "eventDescription": "",
+                        "eventTime": iso_ms(now),
+                    }
+                )
+            refund_id = f"{next(self._refund_ids):012d}"
+            for line in chosen:
+                line["refund"] = {
+                    "refundId": refund_id,
+                    "refundComments": "refunded by Walmart",
+                    "refundCharges": {
+                        "refundCharge": [
+                            {
+                                "refundReason": "Refund",
+                                "charge": {
+                                    "chargeType": "PRODUCT",
+                                    "chargeName": "Item Price",
+                                    "chargeAmount": {
+                                        "currency": "USD",
+                                        "amount": float(-_charge(line, "PRODUCT")),
+                                    },
+                                },
+                            }
+                        ]
+                    },
+                }
+            self.channel_refunds.append(
+                {
+                    "order_id": order_id,
+                    "channel_refund_id": refund_id,
+                    "amount": sum((_charge(line, "PRODUCT") for line in chosen), Decimal("0")),
+                }
+            )
+            self.return_modified[return_id] = epoch_ms(now)
+            return return_order
 
     def _returns(self, request: Request) -> Response:
         try:

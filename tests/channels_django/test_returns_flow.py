@@ -265,3 +265,28 @@ def test_partial_amount_and_shipping_reach_the_channel(
     [sent] = sim.refunds_of(order.external_id)
     assert Decimal(str(sent["amount"])) == partial
     assert Decimal(str(sent["shipping"])) == order.shipping_total
+
+
+def test_a_return_the_channel_refunds_after_the_import_is_not_refunded_again(
+    world, quarantine, django_capture_on_commit_callbacks
+):
+    sim, channel = world.sims["walmart"], world.channels["walmart"]
+    order, placed = shipped_order(world, "walmart")
+    line = order.lines.order_by("id").first()
+    opened = sim.create_return(channel_order_id(sim, placed), [(line.channel_line_id, 1)])
+    assert channel_returns_import(channel=channel) == 1
+    return_request = ReturnRequest.objects.get(order=order)
+    assert return_request.status == "requested"
+    return_request_authorize(return_request=return_request, actor="cs")
+
+    sim.refund_return(opened["returnOrderId"])  # Walmart refunds while the parcel travels
+    with django_capture_on_commit_callbacks(execute=True):
+        assert channel_returns_import(channel=channel) == 1
+    return_request.refresh_from_db()
+    assert return_request.status == "refunded"
+    assert return_request.refunds.get().state == "by_channel"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=return_request, actor="dock")
+    assert Refund.objects.filter(return_request=return_request).count() == 1
+    assert sim.refunds == [] and len(sim.refunds_of(order.external_id)) == 1
