@@ -354,14 +354,13 @@ def test_a_return_the_channel_refunded_maps_as_refunded_with_its_refund(
 
 
 def test_a_return_waiting_for_the_seller_maps_as_requested(channel: Channel) -> None:
-    if channel.kind == "shopify":
-        pytest.skip("Shopify's REST API shows a return only once it is refunded")
     started = datetime.now(UTC) - timedelta(minutes=1)
     record = channel.shipped_order([("MUG-1", 1)])
-    channel.sim.create_return(
+    channel.sim.create_return(  # Shopify: a GraphQL Return the buyer requested
         record.channel_order_id,
         [(record.lines[0].channel_line_id, 1)],
         reason=channel.return_reason or "DEFECTIVE",
+        refunded=False,
     )
     (found,) = [
         r

@@ -290,3 +290,42 @@ def test_a_return_the_channel_refunds_after_the_import_is_not_refunded_again(
         return_receive(return_request=return_request, actor="dock")
     assert Refund.objects.filter(return_request=return_request).count() == 1
     assert sim.refunds == [] and len(sim.refunds_of(order.external_id)) == 1
+
+
+def test_shopify_returns_come_from_graphql_and_follow_the_merchants_actions(
+    world, quarantine, django_capture_on_commit_callbacks
+):
+    sim, channel = world.sims["shopify"], world.channels["shopify"]
+    order, placed = shipped_order(world, "shopify")
+    line = order.lines.get()
+    requested = sim.request_return(
+        channel_order_id(sim, placed), [(line.channel_line_id, 1)], reason="DEFECTIVE"
+    )
+    approved = sim.request_return(
+        channel_order_id(sim, placed), [(line.channel_line_id, 1)], reason="SIZE_TOO_SMALL"
+    )
+    sim.return_status_set(approved["id"], "OPEN")  # approved in the Shopify admin
+
+    assert channel_returns_import(channel=channel) == 2
+    waiting = ReturnRequest.objects.get(channel_return_id=requested["id"])
+    assert (waiting.status, waiting.reason_code) == ("requested", "DEFECTIVE")
+    open_ = ReturnRequest.objects.get(channel_return_id=approved["id"])
+    assert open_.status == "authorized"
+
+    # The merchant refunds the first one in Shopify (a refund linked to the Return): the
+    # next import records it as Shopify's refund, and not as another return from REST.
+    sim.return_status_set(requested["id"], "OPEN", refund=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert channel_returns_import(channel=channel) == 2
+    assert ReturnRequest.objects.count() == 2
+    waiting.refresh_from_db()
+    assert waiting.status == "refunded" and waiting.refunds.get().state == "by_channel"
+
+    # The approved one is received here and refunded by us through the API, once.
+    with django_capture_on_commit_callbacks(execute=True):
+        return_receive(return_request=open_, actor="dock")
+        return_receive(return_request=waiting, actor="dock")
+    assert [r.state for r in open_.refunds.all()] == ["sent"]
+    assert waiting.refunds.count() == 1
+    assert len(sim.refunds) == 1  # ours, for the approved return
+    assert len(sim.refunds_of(order.external_id)) == 2  # and Shopify's own
