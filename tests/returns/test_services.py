@@ -358,3 +358,19 @@ def test_inspect_with_the_same_idempotency_key_grades_once(setup, shipped_order)
     assert first is not None and again is None
     line.refresh_from_db()
     assert line.quantity_inspected == 1 and line.inspections.count() == 1
+
+
+def test_a_rule_can_refund_shipping(setup, shipped_order):
+    type(shipped_order).objects.filter(pk=shipped_order.pk).update(shipping_total=Decimal("4.99"))
+    AutoDecisionRule.objects.create(
+        name="cheap, with shipping",
+        action="returnless_refund",
+        max_value=Decimal("15"),
+        refund_shipping=True,
+    )
+    return_request = open_return(shipped_order, qty=(1, 0))
+    assert return_request.refund_shipping
+    refund = return_request.refunds.get()
+    assert (refund.amount, refund.shipping_amount) == (Decimal("12.50"), Decimal("4.99"))
+    AutoDecisionRule.objects.update(refund_shipping=False)
+    assert open_return(shipped_order, qty=(1, 0)).refunds.get().shipping_amount == 0
