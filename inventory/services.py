@@ -365,16 +365,86 @@ def stock_transfer(
     reason: str = "",
     actor: Actor = None,
     idempotency_key: str = "",
-    kind_in: str = Kind.TRANSFER_IN,
 ) -> tuple[StockLevel, StockLevel]:
     """Move unreserved units between warehouses: one ledger entry out, one in.
 
     Locks both stock levels in primary-key order. Raises ``InsufficientStock`` when the
-    source has fewer available units.
+    source has fewer available units, and ``InvalidStockOperation``
+    (``quarantine_not_sellable``) for units leaving a quarantine warehouse for a sellable
+    one: returned units become sellable only through a return's inspection
+    (``stock_return_restock``).
     """
+    source, target = _warehouse(from_warehouse), _warehouse(to_warehouse)
+    if not source.is_sellable and target.is_sellable:
+        raise InvalidStockOperation(
+            f"Units in quarantine ({source.code}) become sellable only through a return's "
+            f"inspection: grade them sellable on the return instead of moving them to "
+            f"{target.code}.",
+            code="quarantine_not_sellable",
+        )
+    return _transfer(
+        sku=sku,
+        source=source,
+        target=target,
+        quantity=quantity,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        kind_in=Kind.TRANSFER_IN,
+    )
+
+
+@transaction.atomic
+def stock_return_restock(
+    *,
+    sku: SKU | str,
+    from_warehouse: Warehouse | str,
+    to_warehouse: Warehouse | str,
+    quantity: int,
+    reference: str = "",
+    reason: str = "",
+    actor: Actor = None,
+) -> tuple[StockLevel, StockLevel]:
+    """Move returned units graded sellable out of quarantine into sellable stock (a
+    ``return_restock`` ledger entry). Only the returns' inspection calls this.
+
+    Raises ``InvalidStockOperation`` when the source is not a quarantine warehouse or the
+    target cannot sell.
+    """
+    source, target = _warehouse(from_warehouse), _warehouse(to_warehouse)
+    if source.is_sellable or not target.is_sellable:
+        raise InvalidStockOperation(
+            "A return restock moves units from quarantine into a sellable warehouse.",
+            code="invalid_restock",
+        )
+    return _transfer(
+        sku=sku,
+        source=source,
+        target=target,
+        quantity=quantity,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+        idempotency_key="",
+        kind_in=Kind.RETURN_RESTOCK,
+    )
+
+
+def _transfer(
+    *,
+    sku: SKU | str,
+    source: Warehouse,
+    target: Warehouse,
+    quantity: int,
+    reference: str,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    kind_in: str,
+) -> tuple[StockLevel, StockLevel]:
     quantity = _positive(quantity)
     sku = _stocked_sku(sku)
-    source, target = _warehouse(from_warehouse), _warehouse(to_warehouse)
     if source.pk == target.pk:
         raise InvalidStockOperation(
             "A transfer needs two different warehouses.", code="same_warehouse"

@@ -47,7 +47,14 @@ from oms.admin import BulkActionMixin, CappedCountPaginator, ReadOnlyAdminMixin
 from oms.models import MONEY, Order, OrderLine
 
 from . import views
-from .forms import InspectForm, InTransitForm, ReceiveForm, RejectForm
+from .forms import (
+    InspectForm,
+    InTransitForm,
+    ReceiveForm,
+    RefundTermsForm,
+    RejectForm,
+    StopWaitingForm,
+)
 from .models import (
     AutoDecisionRule,
     Inspection,
@@ -58,7 +65,7 @@ from .models import (
     ReturnRequest,
     ReturnStatus,
 )
-from .services import return_request_authorize
+from .services import RECEIVABLE_STATUSES, return_request_authorize
 
 R = ReturnStatus
 LIST_PER_PAGE = 50
@@ -416,7 +423,24 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                 }
             )
             tools.append(
+                {
+                    "label": "Approve with refund terms",
+                    "url": reverse("admin:returns_returnrequest_approve_terms", args=[pk]),
+                }
+            )
+            tools.append(
                 {"label": "Reject", "url": reverse("admin:returns_returnrequest_reject", args=[pk])}
+            )
+        if (
+            self.has_decide_permission(request)
+            and status in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED, R.INSPECTED)
+            and any(line.quantity_refunded < line.quantity for line in return_request.lines.all())
+        ):
+            tools.append(
+                {
+                    "label": "Refund terms",
+                    "url": reverse("admin:returns_returnrequest_refund_terms", args=[pk]),
+                }
             )
         if (
             self._may_mark_in_transit(request)
@@ -430,17 +454,19 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                 }
             )
         lines = list(return_request.lines.all())
-        due = sum(line.quantity - line.quantity_received for line in lines)
+        due = sum(line.quantity_due for line in lines)
         waiting = sum(line.quantity_received - line.quantity_inspected for line in lines)
-        receivable = (
-            due
-            and status in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED)
-            and not return_request.returnless
-        )
+        receivable = due and status in RECEIVABLE_STATUSES and not return_request.returnless
         query = f"?rma={return_request.rma}"
         if receivable and request.user.has_perm(ReceiveForm.permission):
             tools.append(
                 {"label": "Receive", "url": reverse("admin:returns_returnrequest_receive") + query}
+            )
+            tools.append(
+                {
+                    "label": "Stop waiting for the rest",
+                    "url": reverse("admin:returns_returnrequest_stop_waiting", args=[pk]),
+                }
             )
         if waiting and request.user.has_perm(InspectForm.permission):
             tools.append(
@@ -475,6 +501,24 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                 {"form_class": InTransitForm},
                 name="returns_returnrequest_in_transit",
             ),
+            path(
+                "<path:object_id>/approve-terms/",
+                wrap(self.form_view),
+                {"form_class": RefundTermsForm, "approving": True},
+                name="returns_returnrequest_approve_terms",
+            ),
+            path(
+                "<path:object_id>/refund-terms/",
+                wrap(self.form_view),
+                {"form_class": RefundTermsForm},
+                name="returns_returnrequest_refund_terms",
+            ),
+            path(
+                "<path:object_id>/stop-waiting/",
+                wrap(self.form_view),
+                {"form_class": StopWaitingForm},
+                name="returns_returnrequest_stop_waiting",
+            ),
             *super().get_urls(),
         ]
 
@@ -503,20 +547,30 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
         return redirect("admin:returns_returnrequest_change", return_request.pk)
 
     def form_view(
-        self, request: HttpRequest, object_id: str, form_class: type[RejectForm | InTransitForm]
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_class: type[RejectForm | InTransitForm | RefundTermsForm | StopWaitingForm],
+        approving: bool = False,
     ) -> HttpResponse:
-        """Reject or mark in transit: on a refusal the form is shown again with the message;
+        """Reject, mark in transit, approve with refund terms, change the refund terms or
+        stop waiting for the rest: on a refusal the form is shown again with the message;
         nothing has changed."""
-        allowed = (
-            self.has_decide_permission(request)
-            if form_class is RejectForm
-            else self._may_mark_in_transit(request)
-        )
+        if form_class is InTransitForm:
+            allowed = self._may_mark_in_transit(request)
+        else:
+            allowed = request.user.has_perm(form_class.permission)
         if not allowed:
             raise PermissionDenied
         return_request = self._return_or_404(request, object_id)
+
+        def make_form(data=None):
+            if form_class is RefundTermsForm:
+                return form_class(data, return_request=return_request, approving=approving)
+            return form_class(data)
+
         if request.method == "POST":
-            form = form_class(request.POST)
+            form = make_form(request.POST)
             if form.is_valid():
                 try:
                     after = form.execute(return_request=return_request, actor=request.user)
@@ -525,20 +579,20 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                 else:
                     self.message_user(
                         request,
-                        f"{form_class.title}: {after.rma} is now {after.get_status_display()}.",
+                        f"{form.title}: {after.rma} is now {after.get_status_display()}.",
                         messages.SUCCESS,
                     )
                     return redirect("admin:returns_returnrequest_change", return_request.pk)
         else:
-            form = form_class()
+            form = make_form()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"{form_class.title}: {return_request.rma}",
+            "title": f"{form.title}: {return_request.rma}",
             "return_request": return_request,
             "status_badge": views.status_badge(return_request),
             "form": form,
-            "submit_label": form_class.title,
+            "submit_label": form.title,
         }
         return TemplateResponse(request, "admin/returns/returnrequest/return_form.html", context)
 
@@ -633,6 +687,7 @@ class AutoDecisionRuleAdmin(admin.ModelAdmin):
         "reason_codes",
         "category",
         "max_value",
+        "refund_shipping",
     )
     list_display_links = ("name",)
     list_editable = ("priority", "is_active")
@@ -649,6 +704,7 @@ class AutoDecisionRuleAdmin(admin.ModelAdmin):
         "reason_codes",
         "category",
         "max_value",
+        "refund_shipping",
     )
 
 

@@ -20,7 +20,7 @@ from . import services
 from .models import Inspection, ReturnLine, ReturnRequest, ReturnStatus
 
 R = ReturnStatus
-RECEIVABLE_STATUSES = (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED)
+RECEIVABLE_STATUSES = services.RECEIVABLE_STATUSES
 NON_SELLABLE_DISPOSITIONS = [
     (value, label)
     for value, label in Inspection.Disposition.choices
@@ -65,13 +65,88 @@ class InTransitForm(forms.Form):
         )
 
 
+class StopWaitingForm(forms.Form):
+    title = "Stop waiting for the rest"
+    permission = "returns.receive_return"
+
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"size": 60, "autofocus": True}),
+        help_text="Why the units not received yet will not come back (they are not refunded).",
+    )
+
+    def execute(self, *, return_request: ReturnRequest, actor: AbstractBaseUser) -> ReturnRequest:
+        return services.return_receiving_close(
+            return_request=return_request, reason=self.cleaned_data["reason"], actor=actor
+        )
+
+
+class RefundTermsForm(forms.Form):
+    """What the refunds of a return give back: shipping or not, and an amount per line
+    (at most what was paid for its units). On approval, also whether to refund at once."""
+
+    title = "Refund terms"
+    permission = "returns.decide_return"
+
+    refund_shipping = forms.BooleanField(
+        required=False, help_text="Give the order's shipping back with the next refund."
+    )
+
+    def __init__(self, data=None, *, return_request: ReturnRequest, approving: bool = False):
+        self.return_request = return_request
+        self.approving = approving
+        self.lines = list(return_request.lines.select_related("sku", "order_line").order_by("id"))
+        initial = {"refund_shipping": return_request.refund_shipping}
+        super().__init__(data, initial=initial)
+        if approving:
+            self.title = "Approve return"
+            self.fields["returnless"] = forms.BooleanField(
+                required=False, label="Refund without a return", help_text="Refunds at once."
+            )
+        for line in self.lines:
+            self.fields[f"amount_{line.pk}"] = forms.DecimalField(
+                label=f"Refund for {line.quantity} x {_sku_label(line)}",
+                min_value=0,
+                max_digits=12,
+                decimal_places=2,
+                initial=line.refund_total,
+                help_text=f"Paid {line.paid} for these units; less is a partial refund.",
+                disabled=line.quantity_refunded >= line.quantity,
+            )
+
+    def line_amounts(self) -> dict[int, object]:
+        return {
+            line.pk: self.cleaned_data[f"amount_{line.pk}"]
+            for line in self.lines
+            if self.cleaned_data.get(f"amount_{line.pk}") is not None
+            and self.cleaned_data[f"amount_{line.pk}"] != line.refund_total
+        }
+
+    def execute(self, *, return_request: ReturnRequest, actor: AbstractBaseUser) -> ReturnRequest:
+        if self.approving:
+            return services.return_request_authorize(
+                return_request=return_request,
+                actor=actor,
+                returnless=self.cleaned_data.get("returnless", False),
+                refund_shipping=self.cleaned_data["refund_shipping"],
+                line_amounts=self.line_amounts(),
+            )
+        return services.return_refund_terms_set(
+            return_request=return_request,
+            refund_shipping=self.cleaned_data["refund_shipping"],
+            line_amounts=self.line_amounts(),
+            actor=actor,
+        )
+
+
 # -- finding a return by a scanned code ---------------------------------------------------------
 
 
 def receivable_returns() -> QuerySet[ReturnRequest]:
     """Returns with units still expected at the dock (the ones ``return_receive`` accepts)."""
     due = ReturnLine.objects.filter(
-        return_request=OuterRef("pk"), quantity_received__lt=F("quantity")
+        return_request=OuterRef("pk"),
+        quantity_received__lt=F("quantity") - F("quantity_not_returned"),
     )
     return ReturnRequest.objects.filter(
         Exists(due), status__in=RECEIVABLE_STATUSES, returnless=False
@@ -210,7 +285,7 @@ class ReceiveForm(forms.Form):
         initial = {"idempotency_key": idempotency_key or uuid.uuid4().hex}
         super().__init__(data, initial=initial)
         for line in self.lines:
-            due = line.quantity - line.quantity_received
+            due = line.quantity_due
             if due and line.sku_id:
                 self.fields[f"qty_{line.pk}"] = forms.IntegerField(
                     min_value=0, max_value=due, initial=counts.get(line.pk, 0)
@@ -226,7 +301,7 @@ class ReceiveForm(forms.Form):
             rows.append(
                 ReceiveRow(
                     line=line,
-                    due=line.quantity - line.quantity_received,
+                    due=line.quantity_due,
                     count=count,
                     field=field,
                     codes=line_codes(line) if field else [],

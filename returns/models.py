@@ -27,12 +27,13 @@ class ReturnStatus(models.TextChoices):
 
 R = ReturnStatus
 # A refund is sent when the parcel is received (or on approval for a returnless refund), so
-# "refunded" may come before or after "inspected"; a return closes once both are done.
+# "refunded" may come before or after "inspected"; a return closes once both are done. The
+# channel may refund a return itself while the parcel is still on its way.
 RETURN_TRANSITIONS: dict[str, set[str]] = {
     R.REQUESTED: {R.AUTHORIZED, R.REJECTED, R.CLOSED},
     R.AUTHORIZED: {R.IN_TRANSIT, R.RECEIVED, R.REFUNDED, R.CLOSED},
     R.REJECTED: {R.CLOSED},
-    R.IN_TRANSIT: {R.RECEIVED, R.CLOSED},
+    R.IN_TRANSIT: {R.RECEIVED, R.REFUNDED, R.CLOSED},
     R.RECEIVED: {R.INSPECTED, R.REFUNDED},
     R.INSPECTED: {R.REFUNDED, R.CLOSED},
     R.REFUNDED: {R.INSPECTED, R.CLOSED},
@@ -65,6 +66,9 @@ class AutoDecisionRule(models.Model):
     )
     max_value = models.DecimalField(
         **MONEY, null=True, blank=True, help_text="Only returns worth less than this."
+    )
+    refund_shipping = models.BooleanField(
+        default=False, help_text="Refund the order's shipping too when this rule approves."
     )
 
     class Meta:
@@ -156,18 +160,40 @@ class ReturnLine(models.Model):
     quantity = models.PositiveIntegerField()
     quantity_received = models.PositiveIntegerField(default=0)
     quantity_inspected = models.PositiveIntegerField(default=0)
+    quantity_refunded = models.PositiveIntegerField(
+        default=0, help_text="Units in a refund (ours or the channel's): never refunded again."
+    )
+    quantity_not_returned = models.PositiveIntegerField(
+        default=0, help_text="Units staff stopped waiting for: they will not be received."
+    )
     unit_price = models.DecimalField(**MONEY, default=0)
+    refund_amount = models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        help_text="Money back for all the line's units; blank: what was paid for them.",
+    )
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(quantity_received__lte=models.F("quantity")),
+                condition=Q(
+                    quantity_received__lte=models.F("quantity") - models.F("quantity_not_returned")
+                ),
                 name="return_line_received_within_requested",
             ),
             models.CheckConstraint(
                 condition=Q(quantity_inspected__lte=models.F("quantity_received")),
                 name="return_line_inspected_within_received",
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity_refunded__lte=models.F("quantity")),
+                name="return_line_refunded_within_requested",
+            ),
+            models.CheckConstraint(
+                condition=Q(refund_amount__isnull=True) | Q(refund_amount__gte=0),
+                name="return_line_refund_amount_not_negative",
             ),
         ]
 
@@ -177,6 +203,26 @@ class ReturnLine(models.Model):
     @property
     def value(self):
         return self.unit_price * self.quantity
+
+    @property
+    def paid(self):
+        """What the buyer paid for the line's units: the most a refund may give back."""
+        return self.unit_price * self.quantity
+
+    @property
+    def refund_total(self):
+        """What goes back for all the line's units (a partial amount when staff set one)."""
+        return self.paid if self.refund_amount is None else self.refund_amount
+
+    @property
+    def quantity_expected(self) -> int:
+        """Units still meant to come back in all (requested less those given up on)."""
+        return self.quantity - self.quantity_not_returned
+
+    @property
+    def quantity_due(self) -> int:
+        """Units not received yet and still expected."""
+        return self.quantity_expected - self.quantity_received
 
 
 class Inspection(models.Model):
@@ -221,13 +267,17 @@ class Inspection(models.Model):
 
 
 class Refund(models.Model):
-    """Money back through the channel; one per return, sent at most once (``refund_key``)."""
+    """Money back through the channel, sent at most once (``refund_key``): one per receipt
+    batch (or one for a returnless refund), each for units no other refund covers. A refund
+    the channel made itself (imported with the return) is recorded *by channel*, never sent.
+    """
 
     class State(models.TextChoices):
         PENDING = "pending", "Waiting to be sent"
         SENT = "sent", "Refunded on the channel"
         FAILED = "failed", "Failed: see error"
         NOT_REQUIRED = "not_required", "Not through a channel API"
+        BY_CHANNEL = "by_channel", "Refunded by the channel itself"
 
     return_request = models.ForeignKey(
         ReturnRequest, on_delete=models.PROTECT, related_name="refunds"
@@ -254,15 +304,22 @@ class Refund(models.Model):
 
 
 class RefundLine(models.Model):
+    """Units of one return line in one refund; a line's units are refunded at most once in
+    all (``ReturnLine.quantity_refunded`` counts them, within the line's quantity)."""
+
     refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="lines")
-    return_line = models.OneToOneField(
-        ReturnLine,
-        on_delete=models.PROTECT,
-        related_name="refund_line",
-        help_text="One refund per return line, ever.",
+    return_line = models.ForeignKey(
+        ReturnLine, on_delete=models.PROTECT, related_name="refund_lines"
     )
     quantity = models.PositiveIntegerField()
     amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["refund", "return_line"], name="refund_line_once_per_refund"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.return_line_id}: {self.amount}"

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from inventory.models import Warehouse
 from inventory.outbox import nudge_task
-from inventory.services import stock_receive, stock_transfer, stock_write_off
+from inventory.services import stock_receive, stock_return_restock, stock_write_off
 from oms.models import FulfillmentModel, Order, OrderLine
 
 from .exceptions import InvalidReturnTransition, ReturnError
@@ -119,8 +120,10 @@ def return_request_create(
     channel_return_id: str = "",
     raw: dict | None = None,
     actor: Actor = None,
+    auto_decide: bool = True,
 ) -> ReturnRequest:
-    """Open a return for shipped units of an order and answer it by the seller's rules.
+    """Open a return for shipped units of an order and answer it by the seller's rules
+    (unless ``auto_decide`` is off: a return the channel already answered).
 
     A return the channel already sent (same ``channel_return_id``) is returned unchanged.
     FBA returns are Amazon's: recorded (closed at once) for the metrics, never received into
@@ -187,6 +190,8 @@ def return_request_create(
             actor=actor,
             message="FBA return: handled by Amazon, recorded for the metrics",
         )
+    if not auto_decide:
+        return return_request
     return _auto_decide(return_request, actor)
 
 
@@ -220,12 +225,14 @@ def _auto_decide(return_request: ReturnRequest, actor: Actor) -> ReturnRequest:
                 return_request=return_request,
                 actor=f"rule: {rule.name}",
                 returnless=True,
+                refund_shipping=rule.refund_shipping,
                 note=f"rule {rule.name}: refund without a return (value {value})",
             )
         else:
             return_request_authorize(
                 return_request=return_request,
                 actor=f"rule: {rule.name}",
+                refund_shipping=rule.refund_shipping,
                 note=f"rule {rule.name}: approved (value {value})",
             )
         return_request.refresh_from_db()
@@ -246,10 +253,17 @@ def return_request_authorize(
     actor: Actor = None,
     returnless: bool = False,
     refund_shipping: bool = False,
+    line_amounts: dict[int, Decimal] | None = None,
     note: str = "",
 ) -> ReturnRequest:
-    """Approve a return (answering the buyer); a returnless approval refunds at once."""
+    """Approve a return (answering the buyer); a returnless approval refunds at once.
+
+    ``refund_shipping`` gives the order's shipping back with the first refund;
+    ``line_amounts`` (return line id to money back for all its units) sets a partial refund
+    per line, never above what was paid for those units (``ReturnError`` otherwise).
+    """
     return_request = _lock(return_request)
+    _check_line_amounts(return_request, line_amounts or {})
     return_transition(return_request=return_request, to=R.AUTHORIZED, actor=actor, message=note)
     return_request.responded_at = return_request.responded_at or timezone.now()
     return_request.returnless = returnless
@@ -258,9 +272,121 @@ def return_request_authorize(
     return_request.save(
         update_fields=["responded_at", "returnless", "refund_shipping", "decision_note"]
     )
+    _save_line_amounts(return_request, line_amounts or {})
     if returnless:
         refund_queue(return_request=return_request, actor=actor)
+        _advance(return_request, actor)
     return return_request
+
+
+CENT = Decimal("0.01")
+
+
+def _check_line_amounts(return_request: ReturnRequest, line_amounts: dict[int, Decimal]) -> None:
+    """Refuse amounts for lines not on the return, below zero, above what was paid for the
+    line's units, or below what already went back for them."""
+    if not line_amounts:
+        return
+    lines = {line.pk: line for line in return_request.lines.select_related("order_line")}
+    problems = []
+    for pk, amount in line_amounts.items():
+        line = lines.get(int(pk))
+        try:
+            amount = Decimal(str(amount)).quantize(CENT)
+        except ArithmeticError:
+            problems.append(f"{amount!r} is not an amount")
+            continue
+        if line is None:
+            problems.append(f"line {pk} is not on {return_request.rma}")
+        elif amount < 0:
+            problems.append(f"{line}: a refund cannot be negative")
+        elif amount > line.paid:
+            problems.append(f"{line}: {amount} is more than the {line.paid} paid for those units")
+        elif line.quantity_refunded >= line.quantity and amount != line.refund_total:
+            problems.append(f"{line}: every unit is already refunded")
+        elif amount < _line_refunded_amount(line):
+            problems.append(f"{line}: {_line_refunded_amount(line)} already went back")
+    if problems:
+        raise ReturnError(
+            f"Cannot set the refund of {return_request.rma}: {'; '.join(problems)}.",
+            code="invalid_refund_amount",
+        )
+
+
+def _save_line_amounts(return_request: ReturnRequest, line_amounts: dict[int, Decimal]) -> None:
+    for pk, amount in line_amounts.items():
+        amount = Decimal(str(amount)).quantize(CENT)
+        line = return_request.lines.get(pk=int(pk))
+        line.refund_amount = None if amount == line.paid else amount
+        line.save(update_fields=["refund_amount"])
+
+
+def _line_refunded_amount(line: ReturnLine) -> Decimal:
+    return line.refund_lines.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+
+
+@transaction.atomic
+def return_refund_terms_set(
+    *,
+    return_request: ReturnRequest,
+    refund_shipping: bool | None = None,
+    line_amounts: dict[int, Decimal] | None = None,
+    actor: Actor = None,
+) -> ReturnRequest:
+    """Change what an approved return's refunds give back before they go out: shipping
+    (with the next refund) and a partial amount per line (for units not refunded yet).
+
+    Raises ``ReturnError`` for a closed or rejected return, amounts above what was paid or
+    below what already went back, and shipping once the shipping or every unit is refunded.
+    """
+    return_request = _lock(return_request)
+    if return_request.status in (R.REQUESTED, R.REJECTED, R.CLOSED):
+        raise ReturnError(
+            f"Return {return_request.rma} is {return_request.get_status_display()}: "
+            "refund terms are set on an approved, open return.",
+            code="refund_terms_closed",
+        )
+    line_amounts = line_amounts or {}
+    _check_line_amounts(return_request, line_amounts)
+    changes: dict = {}
+    if refund_shipping is not None and refund_shipping != return_request.refund_shipping:
+        if return_request.refunds.filter(shipping_amount__gt=0).exists():
+            raise ReturnError(
+                f"The shipping of {return_request.rma} was already refunded.",
+                code="shipping_refunded",
+            )
+        if refund_shipping and not any(
+            line.quantity_refunded < line.quantity for line in return_request.lines.all()
+        ):
+            raise ReturnError(
+                f"Every unit of {return_request.rma} is already refunded: no refund is left "
+                "to carry the shipping.",
+                code="shipping_too_late",
+            )
+        return_request.refund_shipping = refund_shipping
+        return_request.save(update_fields=["refund_shipping"])
+        changes["refund_shipping"] = refund_shipping
+    _save_line_amounts(return_request, line_amounts)
+    if line_amounts:
+        changes["line_amounts"] = {str(pk): str(a) for pk, a in line_amounts.items()}
+    if changes:
+        return_event(
+            return_request=return_request,
+            kind="refund_terms",
+            actor=actor,
+            message=_terms_text(return_request),
+            **changes,
+        )
+    return return_request
+
+
+def _terms_text(return_request: ReturnRequest) -> str:
+    parts = [
+        f"{line.order_line.seller_sku} {line.refund_total} of {line.paid}"
+        for line in return_request.lines.select_related("order_line")
+    ]
+    shipping = "with shipping" if return_request.refund_shipping else "without shipping"
+    return f"refund {', '.join(parts)}, {shipping}"
 
 
 @transaction.atomic
@@ -313,12 +439,15 @@ def return_receive(
     idempotency_key: str = "",
 ) -> ReturnRequest:
     """Book returned units into the quarantine warehouse (counted, never available) and
-    queue the refund for what arrived.
+    queue one refund for the units of this receipt.
 
     ``lines`` maps return line ids to units received; ``None`` receives everything still
-    expected. A repeat with the same idempotency key changes nothing. Raises ``ReturnError``
-    for more units than were expected and ``InvalidReturnTransition`` for a return that was
-    not authorized.
+    expected. Units may arrive over several receipts: the return stays open for receiving
+    until every expected unit is in (or staff stop waiting, ``return_receiving_close``). A
+    return the channel already refunded can still be received; nothing is refunded again.
+    A repeat with the same idempotency key changes nothing. Raises ``ReturnError`` for more
+    units than were expected and ``InvalidReturnTransition`` for a return that was not
+    authorized.
     """
     return_request = _lock(return_request)
     if (
@@ -328,7 +457,7 @@ def return_receive(
         ).exists()
     ):
         return return_request
-    if return_request.status not in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED):
+    if return_request.status not in RECEIVABLE_STATUSES:
         raise InvalidReturnTransition(
             f"Return {return_request.rma} is {return_request.get_status_display()}: "
             "only an authorized return can be received."
@@ -338,15 +467,15 @@ def return_receive(
             f"Return {return_request.rma} was refunded without a return.", code="returnless"
         )
     by_id = {line.pk: line for line in return_request.lines.select_related("sku")}
-    wanted = lines or {pk: line.quantity - line.quantity_received for pk, line in by_id.items()}
+    wanted = lines or {pk: line.quantity_due for pk, line in by_id.items()}
     wanted = {int(pk): qty for pk, qty in wanted.items() if qty}
     problems = []
     for pk, qty in wanted.items():
         line = by_id.get(pk)
         if line is None:
             problems.append(f"line {pk} is not on {return_request.rma}")
-        elif not isinstance(qty, int) or qty < 0 or qty > line.quantity - line.quantity_received:
-            problems.append(f"{line}: {qty} received, {line.quantity - line.quantity_received} due")
+        elif not isinstance(qty, int) or qty < 0 or qty > line.quantity_due:
+            problems.append(f"{line}: {qty} received, {line.quantity_due} due")
         elif line.sku_id is None:
             problems.append(f"{line.order_line.seller_sku} is not mapped to one of our SKUs")
     if problems or not wanted:
@@ -370,17 +499,73 @@ def return_receive(
     return_request.quarantine = quarantine
     return_request.received_at = timezone.now()
     return_request.save(update_fields=["quarantine", "received_at"])
+    due = sum(line.quantity_due for line in by_id.values())
     return_event(
         return_request=return_request,
         kind="received",
         actor=actor,
-        message=f"{sum(wanted.values())} unit(s) into {quarantine.code}",
+        message=f"{sum(wanted.values())} unit(s) into {quarantine.code}"
+        + (f", {due} still expected" if due else ""),
         lines={str(pk): qty for pk, qty in wanted.items()},
         idempotency_key=idempotency_key,
     )
-    if return_request.status != R.RECEIVED:
+    if return_request.status in (R.AUTHORIZED, R.IN_TRANSIT):
         return_transition(return_request=return_request, to=R.RECEIVED, actor=actor)
     refund_queue(return_request=return_request, actor=actor)
+    _advance(return_request, actor)
+    return return_request
+
+
+# A return can take parcels while authorized or on its way, between receipts, and after the
+# channel refunded it itself (the goods may still come back).
+RECEIVABLE_STATUSES = (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED, R.REFUNDED)
+
+
+@transaction.atomic
+def return_receiving_close(
+    *, return_request: ReturnRequest, reason: str, actor: Actor = None
+) -> ReturnRequest:
+    """Stop waiting for the units of a return that have not come back (staff): they are
+    recorded as not returned and never refunded; the return then finishes with what did come
+    back (refunded once its refunds are out, closed once inspected too).
+
+    Raises ``ReturnError`` without a reason, for a returnless refund or when nothing is due.
+    """
+    if not reason.strip():
+        raise ReturnError("Say why the rest is not expected any more.", code="reason_required")
+    return_request = _lock(return_request)
+    if return_request.returnless:
+        raise ReturnError(
+            f"Return {return_request.rma} was refunded without a return.", code="returnless"
+        )
+    lines = list(return_request.lines.select_for_update(of=("self",)))
+    due = {line.pk: line.quantity_due for line in lines if line.quantity_due}
+    if return_request.status not in RECEIVABLE_STATUSES or not due:
+        raise ReturnError(
+            f"Return {return_request.rma} is {return_request.get_status_display()} with no "
+            "units still expected.",
+            code="nothing_due",
+        )
+    for line in lines:
+        if line.pk in due:
+            line.quantity_not_returned += due[line.pk]
+            line.save(update_fields=["quantity_not_returned"])
+    return_event(
+        return_request=return_request,
+        kind="receiving_closed",
+        actor=actor,
+        message=f"{sum(due.values())} unit(s) not coming back: {reason}",
+        lines={str(pk): qty for pk, qty in due.items()},
+    )
+    if not any(line.quantity_received for line in lines) and return_request.status in (
+        R.AUTHORIZED,
+        R.IN_TRANSIT,
+        R.REFUNDED,
+    ):
+        return return_transition(
+            return_request=return_request, to=R.CLOSED, actor=actor, message=reason
+        )
+    _advance(return_request, actor)
     return return_request
 
 
@@ -394,15 +579,24 @@ def return_inspect(
     disposition: str = "",
     reason: str = "",
     actor: Actor = None,
-) -> Inspection:
+    idempotency_key: str = "",
+) -> Inspection | None:
     """Grade received units. *Sellable* units move from quarantine into sellable stock
-    (``stock_transfer`` as a return restock, which pushes the new quantity to the channels);
-    damaged or defective units are written off or sent back to the supplier, with a reason.
+    (``stock_return_restock``, which pushes the new quantity to the channels); damaged or
+    defective units are written off or sent back to the supplier, with a reason.
 
+    A repeat with the same idempotency key grades nothing more and returns ``None``.
     Raises ``ReturnError`` for more units than wait for inspection, a missing reason or a
     quarantine warehouse as restock target.
     """
     return_request = _lock(return_line.return_request_id)
+    if (
+        idempotency_key
+        and return_request.events.filter(
+            kind="inspected", data__idempotency_key=idempotency_key
+        ).exists()
+    ):
+        return None
     line = (
         ReturnLine.objects.select_for_update(of=("self",))
         .select_related("sku")
@@ -422,7 +616,7 @@ def return_inspect(
             raise ReturnError(
                 "Choose a sellable warehouse to restock into.", code="restock_warehouse_required"
             )
-        stock_transfer(
+        stock_return_restock(
             sku=line.sku,
             from_warehouse=return_request.quarantine,
             to_warehouse=target,
@@ -430,7 +624,6 @@ def return_inspect(
             reference=return_request.reference,
             reason=f"inspected sellable: {reason}".strip(": "),
             actor=actor,
-            kind_in="return_restock",
         )
     else:
         disposition = disposition or Inspection.Disposition.WRITE_OFF
@@ -464,72 +657,134 @@ def return_inspect(
         actor=actor,
         message=f"{quantity} x {line.sku.code}: {grade} -> {disposition}",
         line=line.pk,
+        idempotency_key=idempotency_key,
     )
-    unfinished = return_request.lines.filter(
-        Q(quantity_inspected__lt=F("quantity_received")) | Q(quantity_received__lt=F("quantity"))
-    )
-    if not unfinished.exists():
-        _after_inspection(return_request, actor)
+    _advance(return_request, actor)
     return inspection
 
 
-def _after_inspection(return_request: ReturnRequest, actor: Actor) -> None:
-    if return_request.status == R.RECEIVED:
-        return_transition(return_request=return_request, to=R.INSPECTED, actor=actor)
-    elif return_request.status == R.REFUNDED:
-        return_transition(return_request=return_request, to=R.INSPECTED, actor=actor)
-        return_transition(return_request=return_request, to=R.CLOSED, actor=actor)
-        return
-    if return_request.refunds.filter(
-        state__in=[Refund.State.SENT, Refund.State.NOT_REQUIRED]
-    ).exists():
-        return_transition(return_request=return_request, to=R.CLOSED, actor=actor)
+# Refunds whose money has gone back (through us, outside an API, or by the channel itself).
+DONE_REFUND_STATES = [Refund.State.SENT, Refund.State.NOT_REQUIRED, Refund.State.BY_CHANNEL]
+
+
+@dataclass(frozen=True)
+class _Progress:
+    received_all: bool  # every expected unit is in (nothing due)
+    any_received: bool
+    inspected: bool  # every expected unit received and inspected
+    refunded: bool  # every unit refunded, or every received unit once all are in
+
+
+def _progress(return_request: ReturnRequest) -> _Progress:
+    lines = list(return_request.lines.all())
+    done = dict(
+        RefundLine.objects.filter(
+            refund__return_request=return_request, refund__state__in=DONE_REFUND_STATES
+        )
+        .values("return_line")
+        .annotate(units=Sum("quantity"))
+        .values_list("return_line", "units")
+    )
+    received_all = not return_request.returnless and all(not ln.quantity_due for ln in lines)
+    everything = all(done.get(ln.pk, 0) >= ln.quantity for ln in lines)
+    what_came = received_all and all(done.get(ln.pk, 0) >= ln.quantity_received for ln in lines)
+    return _Progress(
+        received_all=received_all,
+        any_received=any(ln.quantity_received for ln in lines),
+        inspected=received_all
+        and all(ln.quantity_inspected >= ln.quantity_received for ln in lines),
+        refunded=everything or what_came,
+    )
+
+
+def _advance(return_request: ReturnRequest, actor: Actor) -> None:
+    """Move a (locked) return on as far as its receipts, inspections and refunds allow:
+    *refunded* once all its money is back, *inspected* once every expected unit is in and
+    graded, *closed* once both are done (a returnless refund closes when refunded)."""
+
+    def go(to: str) -> None:
+        return_transition(return_request=return_request, to=to, actor=actor)
+
+    p = _progress(return_request)
+    status = return_request.status
+    if status in (R.AUTHORIZED, R.IN_TRANSIT, R.RECEIVED) and p.refunded:
+        go(R.REFUNDED)
+        if return_request.returnless:
+            go(R.CLOSED)
+            return
+        status = R.REFUNDED
+    if status == R.RECEIVED and p.inspected:
+        go(R.INSPECTED)
+        status = R.INSPECTED
+    if status == R.INSPECTED and p.refunded:
+        go(R.REFUNDED)
+        go(R.CLOSED)
+    elif status == R.REFUNDED and p.inspected:
+        if p.any_received:
+            go(R.INSPECTED)
+        go(R.CLOSED)
+
+
+def _batch_amount(line: ReturnLine, units: int) -> Decimal:
+    """Money back for ``units`` more of ``line``: its share of the line's refund, the last
+    units taking what is left so the parts add up to the whole."""
+    total = line.refund_total
+    if line.quantity_refunded + units >= line.quantity:
+        return max(total - _line_refunded_amount(line), Decimal("0"))
+    return (total * units / line.quantity).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @transaction.atomic
 def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refund | None:
-    """Queue the refund of every return line not refunded yet (received units, or all units
-    of a returnless refund), plus shipping when agreed. Each return line is refunded at most
-    once (a database constraint). The channel call is made after commit by a task."""
-    lines = list(return_request.lines.filter(refund_line__isnull=True))
-    if return_request.returnless:
-        units = {line.pk: line.quantity for line in lines}
-    else:
-        units = {line.pk: line.quantity_received for line in lines if line.quantity_received}
+    """Queue one refund for every unit ready and not refunded yet (the received units, or
+    all units of a returnless refund), plus shipping when agreed and not refunded before.
+
+    Units are refunded at most once: each line counts its refunded units
+    (``quantity_refunded``, within its quantity by a database constraint), and refunds are
+    numbered per return (``refund_key`` unique). The channel call is made after commit by a
+    task; a refund with nothing to pay back is recorded as not required.
+    """
+    return_request = _lock(return_request)
+    lines = list(return_request.lines.select_for_update(of=("self",)))
+    units = {}
+    for line in lines:
+        ready = line.quantity if return_request.returnless else line.quantity_received
+        if ready > line.quantity_refunded:
+            units[line.pk] = ready - line.quantity_refunded
     if not units:
         return None
     order = return_request.order
-    refund_number = return_request.refunds.count() + 1
     shipping = (
         order.shipping_total
-        if return_request.refund_shipping and refund_number == 1
+        if return_request.refund_shipping
+        and not return_request.refunds.filter(shipping_amount__gt=0).exists()
         else Decimal("0")
     )
-    refund = Refund.objects.create(
-        return_request=return_request,
-        refund_key=f"{return_request.rma}-{refund_number}",
-        currency=order.currency,
-        shipping_amount=shipping,
-    )
+    refund_number = return_request.refunds.count() + 1
     try:
         with transaction.atomic():
-            RefundLine.objects.bulk_create(
-                [
-                    RefundLine(
-                        refund=refund,
-                        return_line=line,
-                        quantity=units[line.pk],
-                        amount=line.unit_price * units[line.pk],
-                    )
-                    for line in lines
-                    if line.pk in units
-                ]
+            refund = Refund.objects.create(
+                return_request=return_request,
+                refund_key=f"{return_request.rma}-{refund_number}",
+                currency=order.currency,
+                shipping_amount=shipping,
             )
     except IntegrityError:
         raise ReturnError(
             f"A refund for {return_request.rma} is already under way.", code="refund_exists"
         ) from None
-    refund.amount = sum((rl.amount for rl in refund.lines.all()), Decimal("0"))
+    amount = Decimal("0")
+    for line in lines:
+        if line.pk not in units:
+            continue
+        line_amount = _batch_amount(line, units[line.pk])
+        RefundLine.objects.create(
+            refund=refund, return_line=line, quantity=units[line.pk], amount=line_amount
+        )
+        line.quantity_refunded += units[line.pk]
+        line.save(update_fields=["quantity_refunded"])
+        amount += line_amount
+    refund.amount = amount
     refund.save(update_fields=["amount"])
     return_event(
         return_request=return_request,
@@ -537,7 +792,12 @@ def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refun
         actor=actor,
         message=f"{refund.total} {refund.currency} queued ({refund.refund_key})",
         refund=refund.pk,
+        lines={str(pk): qty for pk, qty in units.items()},
     )
+    if refund.total <= 0:
+        refund.state, refund.error = Refund.State.NOT_REQUIRED, "nothing to pay back"
+        refund.save(update_fields=["state", "error"])
+        return refund
     transaction.on_commit(partial(nudge_task, settings.RETURNS_REFUND_TASK, refund.pk))
     return refund
 
@@ -566,18 +826,8 @@ def refund_result(
         refund=refund.pk,
     )
     if ok:
-        _after_refund(return_request)
+        _advance(return_request, "channel sync")
     return refund
-
-
-def _after_refund(return_request: ReturnRequest) -> None:
-    if return_request.status in (R.AUTHORIZED, R.RECEIVED):
-        return_transition(return_request=return_request, to=R.REFUNDED, actor="channel sync")
-        if return_request.returnless:
-            return_transition(return_request=return_request, to=R.CLOSED, actor="channel sync")
-    elif return_request.status == R.INSPECTED:
-        return_transition(return_request=return_request, to=R.REFUNDED, actor="channel sync")
-        return_transition(return_request=return_request, to=R.CLOSED, actor="channel sync")
 
 
 @transaction.atomic
@@ -589,7 +839,178 @@ def refund_not_required(*, refund: Refund, reason: str) -> Refund:
     return_event(
         return_request=return_request, kind="refund_not_required", actor="system", message=reason
     )
-    _after_refund(return_request)
+    _advance(return_request, "system")
+    return refund
+
+
+# What a channel says about a return it reports, in the words of ``ChannelReturnState``.
+CHANNEL_STATES = ("requested", "authorized", "rejected", "closed", "refunded")
+
+
+@transaction.atomic
+def return_channel_state_apply(
+    *,
+    return_request: ReturnRequest,
+    state: str,
+    actor: Actor,
+    closed: bool = False,
+    refund_id: str = "",
+    refund_amount: Decimal | None = None,
+    refund_shipping: Decimal = Decimal("0"),
+    line_amounts: dict[int, Decimal] | None = None,
+    new: bool = True,
+) -> ReturnRequest:
+    """Start a return just imported from a channel where the channel has it: still to be
+    answered (the seller's rules decide), authorized, rejected, closed, or refunded by the
+    channel itself. A channel refund is recorded as done by the channel (``refund_id``,
+    ``refund_amount`` including ``refund_shipping``) for all the return's units, so nothing
+    of it is ever refunded again by us; the goods may still be received. ``closed`` ends it.
+
+    For a return seen before (``new`` off) only what cannot clash with our own handling is
+    taken over: an answer the channel gave while the return still waits for ours, and a
+    refund the channel made before any of ours was queued.
+    """
+    return_request = _lock(return_request)
+    if state not in CHANNEL_STATES:
+        return return_request
+    if return_request.status != R.REQUESTED or not new:
+        return _channel_state_update(
+            return_request,
+            state=state,
+            actor=actor,
+            closed=closed,
+            refund_id=refund_id,
+            refund_amount=refund_amount,
+            refund_shipping=refund_shipping,
+            line_amounts=line_amounts or {},
+        )
+    if state == "requested" and not closed:
+        return _auto_decide(return_request, actor)
+    note = f"{state} on the channel"
+    return_request.responded_at = return_request.requested_at  # the channel answered it
+    return_request.decision_note = note
+    return_request.save(update_fields=["responded_at", "decision_note"])
+    if state == "rejected":
+        return_transition(return_request=return_request, to=R.REJECTED, actor=actor, message=note)
+        return return_request
+    if state in ("requested", "closed"):
+        return return_transition(
+            return_request=return_request, to=R.CLOSED, actor=actor, message=note
+        )
+    return_transition(return_request=return_request, to=R.AUTHORIZED, actor=actor, message=note)
+    if state == "refunded":
+        _channel_refund_record(
+            return_request,
+            actor=actor,
+            refund_id=refund_id,
+            amount=refund_amount,
+            shipping=refund_shipping,
+            line_amounts=line_amounts or {},
+        )
+        _advance(return_request, actor)
+    if closed:
+        return_transition(
+            return_request=return_request, to=R.CLOSED, actor=actor, message="closed on the channel"
+        )
+    return return_request
+
+
+def _channel_state_update(
+    return_request: ReturnRequest,
+    *,
+    state: str,
+    actor: Actor,
+    closed: bool,
+    refund_id: str,
+    refund_amount: Decimal | None,
+    refund_shipping: Decimal,
+    line_amounts: dict[int, Decimal],
+) -> ReturnRequest:
+    """A return seen before, as the channel reports it now (see ``return_channel_state_apply``).
+
+    A refund on the channel counts as the channel's own only while none of ours exists: once
+    we queued one, the channel showing money back is (or may be) ours.
+    """
+    status = return_request.status
+    if status == R.REQUESTED and state != "requested":
+        return return_channel_state_apply(
+            return_request=return_request,
+            state=state,
+            actor=actor,
+            closed=closed,
+            refund_id=refund_id,
+            refund_amount=refund_amount,
+            refund_shipping=refund_shipping,
+            line_amounts=line_amounts,
+            new=True,
+        )
+    if (
+        state == "refunded"
+        and status in (R.AUTHORIZED, R.IN_TRANSIT)
+        and not return_request.returnless
+        and not return_request.refunds.exists()
+    ):
+        _channel_refund_record(
+            return_request,
+            actor=actor,
+            refund_id=refund_id,
+            amount=refund_amount,
+            shipping=refund_shipping,
+            line_amounts=line_amounts,
+        )
+        _advance(return_request, actor)
+        if closed:
+            return_transition(
+                return_request=return_request,
+                to=R.CLOSED,
+                actor=actor,
+                message="closed on the channel",
+            )
+    return return_request
+
+
+def _channel_refund_record(
+    return_request: ReturnRequest,
+    *,
+    actor: Actor,
+    refund_id: str,
+    amount: Decimal | None,
+    shipping: Decimal,
+    line_amounts: dict[int, Decimal],
+) -> Refund:
+    lines = list(return_request.lines.select_for_update(of=("self",)))
+    parts = {
+        line.pk: line_amounts.get(line.pk, line.paid) for line in lines
+    }  # what went back per line, where the channel does not say: what was paid
+    goods = sum(parts.values(), Decimal("0"))
+    if amount is not None and amount - shipping >= 0:
+        goods = amount - shipping
+    refund = Refund.objects.create(
+        return_request=return_request,
+        refund_key=f"{return_request.rma}-channel",
+        currency=return_request.order.currency,
+        amount=goods,
+        shipping_amount=shipping,
+        state=Refund.State.BY_CHANNEL,
+        channel_refund_id=refund_id[:100],
+        sent_at=return_request.requested_at,
+    )
+    for line in lines:
+        units = line.quantity - line.quantity_refunded
+        if units <= 0:
+            continue
+        RefundLine.objects.create(
+            refund=refund, return_line=line, quantity=units, amount=parts[line.pk]
+        )
+        line.quantity_refunded += units
+        line.save(update_fields=["quantity_refunded"])
+    return_event(
+        return_request=return_request,
+        kind="refunded_by_channel",
+        actor=actor,
+        message=f"{refund.total} {refund.currency} refunded by the channel ({refund_id})",
+        refund=refund.pk,
+    )
     return refund
 
 

@@ -43,6 +43,8 @@ from sp_api.base.exceptions import SellingApiException
 from channels_app.connectors.base import (
     ChannelConfig,
     ChannelConnector,
+    ChannelRefund,
+    ChannelReturnState,
     ConnectorError,
     ConnectorPermanentError,
     ConnectorRetryableError,
@@ -1099,15 +1101,49 @@ def _return_row(row: dict[str, str]) -> dict[str, Any]:
         "resolution": row.get("Resolution", ""),
         "carrier": row.get("Return carrier", ""),
         "tracking_id": row.get("Tracking ID", ""),
+        "refunded_amount": Decimal("0"),
+        "currency": row.get("Currency code", ""),
         "raw": row,
         "error": "",
     }
     try:
         result["quantity"] = int(row.get("Return quantity") or "")
         result["return_date"] = _report_time(row.get("Return request date") or "")
-    except ValueError as exc:
+        result["refunded_amount"] = to_decimal((row.get("Refunded Amount") or "0").strip() or "0")
+    except (ValueError, ArithmeticError) as exc:
         result["error"] = str(exc)
     return result
+
+
+# "Return request status" of the returns report in our words; anything else waits for staff.
+_RETURN_STATES = {
+    "pending": ChannelReturnState.REQUESTED,
+    "pending approval": ChannelReturnState.REQUESTED,
+    "requested": ChannelReturnState.REQUESTED,
+    "approved": ChannelReturnState.AUTHORIZED,
+    "authorized": ChannelReturnState.AUTHORIZED,
+    "rejected": ChannelReturnState.REJECTED,
+    "denied": ChannelReturnState.REJECTED,
+    "closed": ChannelReturnState.CLOSED,
+    "cancelled": ChannelReturnState.CLOSED,
+    "canceled": ChannelReturnState.CLOSED,
+}
+
+
+def _merchant_return_state(rma_id: str, group: list[dict[str, Any]]) -> dict[str, Any]:
+    """``state``, ``refund`` and ``closed`` of one RMA: a "Refunded Amount" means Amazon
+    already gave the money back (e.g. a prepaid-label return refunded at the first scan)."""
+    status = _RETURN_STATES.get(group[0]["status"].strip().lower(), ChannelReturnState.REQUESTED)
+    refunded = sum((row["refunded_amount"] for row in group), Decimal("0"))
+    if refunded <= 0:
+        return {"state": status, "refund": None, "closed": status == ChannelReturnState.CLOSED}
+    return {
+        "state": ChannelReturnState.REFUNDED,
+        "refund": ChannelRefund(
+            refund_id=f"amazon-refund:{rma_id}", amount=refunded, currency=group[0]["currency"]
+        ),
+        "closed": status == ChannelReturnState.CLOSED,
+    }
 
 
 def map_merchant_returns(rows: list[dict[str, Any]]) -> list[ReturnRecord]:
@@ -1132,12 +1168,16 @@ def map_merchant_returns(rows: list[dict[str, Any]]) -> list[ReturnRecord]:
             status=group[0]["status"],
             lines=tuple(
                 ReturnLineRecord(
-                    channel_line_id="", seller_sku=row["sku"], quantity=row["quantity"]
+                    channel_line_id="",
+                    seller_sku=row["sku"],
+                    quantity=row["quantity"],
+                    refunded_amount=row["refunded_amount"] or None,
                 )
                 for row in group
             ),
             fulfillment_model=FulfillmentModel.FBM,
             raw={"rows": [row["raw"] for row in group]},
+            **_merchant_return_state(rma_id, group),
         )
         for (order_id, rma_id), group in groups.items()
     ]

@@ -184,17 +184,48 @@ class RefundRequest:
 @dataclass(frozen=True)
 class ReturnLineRecord:
     """Units of one order line a buyer returns; ``channel_line_id`` is empty where the
-    channel names only the SKU (Amazon's returns reports)."""
+    channel names only the SKU (Amazon's returns reports). ``refunded_amount`` is what the
+    channel itself already gave back for these units, where it says per line."""
 
     channel_line_id: str
     seller_sku: str
     quantity: int
+    refunded_amount: Decimal | None = None
+
+
+class ChannelReturnState:
+    """Where a return stands on the channel, in our words (each connector maps its own)."""
+
+    REQUESTED = "requested"  # waiting for the seller's answer
+    AUTHORIZED = "authorized"  # approved on the channel: the goods may come back
+    REJECTED = "rejected"
+    CLOSED = "closed"  # ended on the channel without money back (cancelled, expired...)
+    REFUNDED = "refunded"  # the channel already gave the money back (see ``ChannelRefund``)
+
+    ALL = (REQUESTED, AUTHORIZED, REJECTED, CLOSED, REFUNDED)
+
+
+@dataclass(frozen=True)
+class ChannelRefund:
+    """Money the channel itself already gave back for a return (not through us):
+    ``amount`` in total, ``shipping_amount`` of it for shipping; ``refund_id`` is the
+    channel's reference for it."""
+
+    refund_id: str
+    amount: Decimal
+    shipping_amount: Decimal = Decimal("0")
+    currency: str = ""
 
 
 @dataclass(frozen=True)
 class ReturnRecord:
     """A return as the channel reports it. ``status`` and ``reason_code`` are the channel's
-    own words; ``fulfillment_model`` is ``FBA`` for returns Amazon handles, else ``FBM``."""
+    own words; ``fulfillment_model`` is ``FBA`` for returns Amazon handles, else ``FBM``.
+
+    ``state`` is ``status`` in our words (a ``ChannelReturnState``); ``refund`` is set when
+    the channel already refunded the return itself, which must then never be refunded again.
+    ``closed`` tells a return that is over on the channel (with or without a refund).
+    """
 
     channel_return_id: str
     channel_order_id: str
@@ -205,6 +236,9 @@ class ReturnRecord:
     lines: tuple[ReturnLineRecord, ...]
     fulfillment_model: str
     raw: dict[str, Any]
+    state: str = ChannelReturnState.REQUESTED
+    refund: ChannelRefund | None = None
+    closed: bool = False
 
 
 class DefectKind:

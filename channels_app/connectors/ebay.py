@@ -27,6 +27,8 @@ from oms.records import (
 from .base import (
     ChannelConfig,
     ChannelConnector,
+    ChannelRefund,
+    ChannelReturnState,
     ConnectorPermanentError,
     ConnectorRetryableError,
     DefectKind,
@@ -203,6 +205,8 @@ def map_return(summary: dict[str, Any]) -> list[ReturnRecord]:
     """
     info = summary["creationInfo"]
     item = info["item"]
+    status = str(summary.get("status") or summary.get("state") or "")
+    state, refund = _return_state(summary)
     return [
         ReturnRecord(
             channel_return_id=str(summary["returnId"]),
@@ -210,18 +214,71 @@ def map_return(summary: dict[str, Any]) -> list[ReturnRecord]:
             requested_at=parse_iso_datetime(info["creationDate"]["value"]),
             reason_code=str(info.get("reason") or ""),
             buyer_comment=str((info.get("comments") or {}).get("content") or ""),
-            status=str(summary.get("status") or summary.get("state") or ""),
+            status=status,
             lines=(
                 ReturnLineRecord(
                     channel_line_id=str(item["transactionId"]),
                     seller_sku="",
                     quantity=int(item["returnQuantity"]),
+                    refunded_amount=refund.amount if refund else None,
                 ),
             ),
             fulfillment_model=FulfillmentModel.FBM,
             raw=summary,
+            state=state,
+            refund=refund,
+            closed=status == "CLOSED" or str(summary.get("state") or "") == "CLOSED",
         )
     ]
+
+
+# Post-Order return statuses (and states) in our words; anything unknown waits for staff.
+_RETURN_STATES = {
+    "RETURN_REQUESTED": ChannelReturnState.REQUESTED,
+    "RETURN_REQUESTED_TIMEOUT": ChannelReturnState.REQUESTED,
+    "PARTIAL_REFUND_REQUESTED": ChannelReturnState.REQUESTED,
+    "WAITING_FOR_RMA": ChannelReturnState.AUTHORIZED,
+    "WAITING_FOR_RETURN_LABEL": ChannelReturnState.AUTHORIZED,
+    "RETURN_LABEL_REQUESTED": ChannelReturnState.AUTHORIZED,
+    "READY_FOR_SHIPPING": ChannelReturnState.AUTHORIZED,
+    "ITEM_READY_TO_SHIP": ChannelReturnState.AUTHORIZED,
+    "ITEM_SHIPPED": ChannelReturnState.AUTHORIZED,
+    "ITEM_DELIVERED": ChannelReturnState.AUTHORIZED,
+    "RETURN_REJECTED": ChannelReturnState.REJECTED,
+    "CLOSED": ChannelReturnState.CLOSED,
+}
+# Statuses saying the buyer has (or is being given) the money back already.
+_REFUNDED_STATUSES = {
+    "REFUND_ISSUED",
+    "REFUND_INITIATED",
+    "REFUND_SENT",
+    "LESS_THAN_A_FULL_REFUND_ISSUED",
+    "PARTIAL_REFUND_INITIATED",
+    "PARTIAL_REFUND_NON_PAYPAL_INITIATED",
+}
+
+
+def _return_state(summary: dict[str, Any]) -> tuple[str, ChannelRefund | None]:
+    """Our state of an eBay return, and the refund eBay (or the seller on eBay) already
+    made: an ``actualRefundAmount`` or a refund status means the buyer has the money."""
+    names = [str(summary.get("status") or ""), str(summary.get("state") or "")]
+    total = summary.get("sellerTotalRefund") or {}
+    actual = total.get("actualRefundAmount") or {}
+    amount = to_decimal(actual["value"]) if actual.get("value") is not None else Decimal("0")
+    if amount <= 0 and any(name in _REFUNDED_STATUSES for name in names):
+        estimate = total.get("estimatedRefundAmount") or {}
+        amount = to_decimal(estimate.get("value") or "0")
+    if amount > 0:
+        currency = actual.get("currency") or (total.get("estimatedRefundAmount") or {}).get(
+            "currency"
+        )
+        return ChannelReturnState.REFUNDED, ChannelRefund(
+            refund_id=f"ebay-return:{summary['returnId']}", amount=amount, currency=currency or ""
+        )
+    for name in names:
+        if name in _RETURN_STATES:
+            return _RETURN_STATES[name], None
+    return ChannelReturnState.REQUESTED, None
 
 
 class EbayAuth:

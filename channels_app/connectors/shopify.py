@@ -30,6 +30,8 @@ from oms.records import (
 from .base import (
     ChannelConfig,
     ChannelConnector,
+    ChannelRefund,
+    ChannelReturnState,
     ConnectorPermanentError,
     ConnectorRetryableError,
     DefectKind,
@@ -154,8 +156,27 @@ def map_refund_as_return(order_id: str, refund: dict[str, Any]) -> list[ReturnRe
     line items were refunded, and it carries no reason code.
     """
     items = refund.get("refund_line_items") or []
-    if is_our_refund(refund.get("note")) or not items:
-        return []
+    if is_our_refund(refund.get("note")) or not items or refund.get("return"):
+        return []  # ours, money only, or a Return's refund (imported with the Return)
+    # The buyer already has this money back: the return is recorded as refunded by Shopify,
+    # with what its successful refund transactions paid (and never refunded again by us).
+    paid = sum(
+        (
+            to_decimal(t.get("amount") or "0")
+            for t in refund.get("transactions") or []
+            if t.get("kind") == "refund" and t.get("status") in ("success", None)
+        ),
+        Decimal("0"),
+    )
+    shipping = sum(
+        (
+            -to_decimal(a.get("amount") or "0")
+            for a in refund.get("order_adjustments") or []
+            if a.get("kind") == "shipping_refund"
+        ),
+        Decimal("0"),
+    )
+    currency = next((t.get("currency") for t in refund.get("transactions") or []), "") or ""
     return [
         ReturnRecord(
             channel_return_id=str(refund["id"]),
@@ -169,11 +190,116 @@ def map_refund_as_return(order_id: str, refund: dict[str, Any]) -> list[ReturnRe
                     channel_line_id=str(item["line_item_id"]),
                     seller_sku=(item.get("line_item") or {}).get("sku") or "",
                     quantity=int(item["quantity"]),
+                    refunded_amount=to_decimal(item["subtotal"])
+                    if item.get("subtotal") is not None
+                    else None,
                 )
                 for item in items
             ),
             fulfillment_model=FulfillmentModel.FBM,
             raw=refund,
+            state=ChannelReturnState.REFUNDED,
+            refund=ChannelRefund(
+                refund_id=str(refund["id"]),
+                amount=paid,
+                shipping_amount=shipping,
+                currency=currency,
+            ),
+        )
+    ]
+
+
+# The Admin GraphQL read of returns: REST has no Returns resource.
+RETURNS_QUERY = """
+query OmsOrderReturns($first: Int!, $after: String, $query: String!) {
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      legacyResourceId
+      returns(first: 25) {
+        nodes {
+          id name status createdAt
+          decline { reason note }
+          refunds(first: 10) {
+            nodes {
+              id legacyResourceId note
+              totalRefundedSet { shopMoney { amount currencyCode } }
+            }
+          }
+          returnLineItems(first: 50) {
+            nodes {
+              ... on ReturnLineItem {
+                quantity returnReason returnReasonNote customerNote
+                fulfillmentLineItem { lineItem { id sku } }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+# ReturnStatus in our words; refunds on the Return (not ours) make it refunded.
+_RETURN_STATES = {
+    "REQUESTED": ChannelReturnState.REQUESTED,
+    "OPEN": ChannelReturnState.AUTHORIZED,
+    "DECLINED": ChannelReturnState.REJECTED,
+    "CANCELED": ChannelReturnState.CLOSED,
+    "CLOSED": ChannelReturnState.CLOSED,
+}
+
+
+def _gid_number(gid: str) -> str:
+    return str(gid).rsplit("/", 1)[-1]
+
+
+def map_graphql_return(order_id: str, node: dict[str, Any]) -> list[ReturnRecord]:
+    """One Admin GraphQL ``Return`` of an order. Its id is the Return's GID (refund ids,
+    which REST-only returns use, never look like it); a refund on it made in Shopify means
+    Shopify already gave the money back."""
+    items = [item for item in node["returnLineItems"]["nodes"] if item]
+    if not items:
+        return []
+    status = str(node.get("status") or "")
+    refunds = [
+        refund
+        for refund in (node.get("refunds") or {}).get("nodes") or []
+        if not is_our_refund(refund.get("note"))
+    ]
+    state = _RETURN_STATES.get(status, ChannelReturnState.REQUESTED)
+    refund = None
+    if refunds:
+        money = [(r.get("totalRefundedSet") or {}).get("shopMoney") or {} for r in refunds]
+        state = ChannelReturnState.REFUNDED
+        refund = ChannelRefund(
+            refund_id=",".join(str(r.get("legacyResourceId") or r["id"]) for r in refunds),
+            amount=sum((to_decimal(m.get("amount") or "0") for m in money), Decimal("0")),
+            currency=next((m.get("currencyCode") for m in money if m.get("currencyCode")), "")
+            or "",
+        )
+    first = items[0]
+    return [
+        ReturnRecord(
+            channel_return_id=str(node["id"]),
+            channel_order_id=order_id,
+            requested_at=parse_iso_datetime(node["createdAt"]),
+            reason_code=str(first.get("returnReason") or ""),
+            buyer_comment=str(first.get("customerNote") or first.get("returnReasonNote") or ""),
+            status=status,
+            lines=tuple(
+                ReturnLineRecord(
+                    channel_line_id=_gid_number(item["fulfillmentLineItem"]["lineItem"]["id"]),
+                    seller_sku=item["fulfillmentLineItem"]["lineItem"].get("sku") or "",
+                    quantity=int(item["quantity"]),
+                )
+                for item in items
+            ),
+            fulfillment_model=FulfillmentModel.FBM,
+            raw=node,
+            state=state,
+            refund=refund,
+            closed=status in ("CLOSED", "CANCELED"),
         )
     ]
 
@@ -371,7 +497,50 @@ class ShopifyConnector(ChannelConnector):
         return send_once(self.http.retry, existing=existing, send=send)
 
     def fetch_returns(self, *, updated_after: datetime) -> list[ReturnRecord]:
-        """Refunds made in Shopify with refunded units, on orders updated since then."""
+        """Returns on orders updated since then: the Admin GraphQL ``Return`` objects (a
+        buyer's request, approved, declined, closed, refunded), and refunds made in Shopify
+        with refunded units that belong to no Return (REST's only view of such a return)."""
+        return self._fetch_refunds_as_returns(updated_after) + self._fetch_graphql_returns(
+            updated_after
+        )
+
+    def _fetch_graphql_returns(self, updated_after: datetime) -> list[ReturnRecord]:
+        since = updated_after.astimezone(UTC)
+        variables: dict[str, Any] = {
+            "first": min(self.page_size, 50),
+            "after": None,
+            "query": f"updated_at:>='{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'",
+        }
+        records: list[ReturnRecord] = []
+        while True:
+            body = self.http.request_json(
+                "POST",
+                self._path("graphql.json"),
+                json={"query": RETURNS_QUERY, "variables": variables},
+            )
+            errors = body.get("errors") or []
+            if errors:
+                codes = {str((e.get("extensions") or {}).get("code") or "") for e in errors}
+                message = "; ".join(str(e.get("message") or e) for e in errors)
+                if "THROTTLED" in codes:
+                    raise ConnectorRetryableError(f"GraphQL returns query: {message}", body=body)
+                raise ConnectorPermanentError(f"GraphQL returns query: {message}", body=body)
+            orders = _field(_field(body, "data"), "orders")
+            for order in orders["nodes"]:
+                records.extend(
+                    map_returns(
+                        order["returns"]["nodes"],
+                        mapper=lambda node, order=order: map_graphql_return(
+                            str(order["legacyResourceId"]), node
+                        ),
+                    )
+                )
+            info = orders.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return records
+            variables = {**variables, "after": info.get("endCursor")}
+
+    def _fetch_refunds_as_returns(self, updated_after: datetime) -> list[ReturnRecord]:
         since = updated_after.astimezone(UTC)
         url = self._path("orders.json")
         params: dict[str, Any] | None = {

@@ -29,6 +29,8 @@ from oms.records import (
 from .base import (
     ChannelConfig,
     ChannelConnector,
+    ChannelRefund,
+    ChannelReturnState,
     ConnectorError,
     ConnectorPermanentError,
     ConnectorRetryableError,
@@ -254,14 +256,68 @@ def map_return_order(return_order: dict[str, Any]) -> list[ReturnRecord]:
                     channel_line_id=str(line["purchaseOrderLineNumber"]),
                     seller_sku=str((line.get("item") or {}).get("sku") or ""),
                     quantity=int(line["quantity"]["measurementValue"]),
+                    refunded_amount=_line_refunded(line),
                 )
                 for line in lines
             ),
             fulfillment_model=FulfillmentModel.FBM,
             raw=return_order,
+            **_return_state(return_id if len(by_order) == 1 else f"{return_id}/{po}", lines),
         )
         for po, lines in by_order.items()
     ]
+
+
+# Return line statuses (US): INITIATED (also while in transit), DELIVERED (at the return
+# centre), COMPLETED (refund initiated or issued, or the return cancelled), CANCELLED.
+_REFUND_DONE = {"REFUND_COMPLETED", "REFUND_ISSUED", "REFUND_INITIATED", "REFUNDED"}
+_CANCELLED_TAGS = {"RETURN_CANCELLED"}
+
+
+def _cancelled(line: dict[str, Any]) -> bool:
+    if str(line.get("status") or "") == "CANCELLED":
+        return True
+    tags = {
+        str(event.get("eventTag") or "")
+        for event in (line.get("returnTrackingDetail") or [])
+        if isinstance(event, dict)
+    }
+    return bool(tags & _CANCELLED_TAGS) and not tags & {"REFUND_ISSUED", "REFUND_INITIATED"}
+
+
+def _line_refunded(line: dict[str, Any]) -> Decimal | None:
+    """What Walmart gave back for a completed (refunded) return line, else ``None``."""
+    if _cancelled(line) or not (
+        str(line.get("status") or "") == "COMPLETED"
+        or str(line.get("currentRefundStatus") or "") in _REFUND_DONE
+    ):
+        return None
+    price = (line.get("unitPrice") or {}).get("currencyAmount")
+    quantity = int((line.get("quantity") or {}).get("measurementValue") or 0)
+    return (to_decimal(price) * quantity).quantize(Decimal("0.01")) if price is not None else None
+
+
+def _return_state(return_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """``state``, ``refund`` and ``closed`` of one return order's lines for one PO."""
+    refunded = [_line_refunded(line) for line in lines]
+    if any(amount is not None for amount in refunded):
+        currency = next(
+            (str((ln.get("unitPrice") or {}).get("currencyUnit") or "") for ln in lines), ""
+        )
+        return {
+            "state": ChannelReturnState.REFUNDED,
+            "refund": ChannelRefund(
+                refund_id=f"walmart-return:{return_id}",
+                amount=sum((a for a in refunded if a is not None), Decimal("0")),
+                currency=currency,
+            ),
+            "closed": False,  # the goods may still be on their way (refund before arrival)
+        }
+    if all(_cancelled(line) for line in lines):
+        return {"state": ChannelReturnState.CLOSED, "refund": None, "closed": True}
+    if all(str(line.get("status") or "") == "DELIVERED" for line in lines):
+        return {"state": ChannelReturnState.AUTHORIZED, "refund": None, "closed": False}
+    return {"state": ChannelReturnState.REQUESTED, "refund": None, "closed": False}
 
 
 class WalmartAuth:

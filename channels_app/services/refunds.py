@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -14,7 +15,13 @@ from channels_app.models import Channel, SyncLog
 from inventory.exceptions import DomainError
 from oms.models import Order
 from returns.models import Refund, ReturnRequest
-from returns.services import refund_not_required, refund_result, return_request_create
+from returns.services import (
+    CHANNEL_STATES,
+    refund_not_required,
+    refund_result,
+    return_channel_state_apply,
+    return_request_create,
+)
 
 from .connection import channel_call, channel_connector, channel_health_record
 
@@ -91,17 +98,42 @@ def return_record_import(*, channel: Channel, record: ReturnRecord) -> ReturnReq
                 f" is not on order {order.external_id}.",
                 code="unknown_return_line",
             )
-        lines.append((line, item.quantity))
+        lines.append((line, item.quantity, item.refunded_amount))
+    actor = f"import:{channel.code}"
     with transaction.atomic():
-        return return_request_create(
+        existing = ReturnRequest.objects.filter(
+            channel_id=order.channel_id, channel_return_id=record.channel_return_id
+        ).exists()
+        return_request = return_request_create(
             order=order,
-            lines=lines,
+            lines=[(line, quantity) for line, quantity, _amount in lines],
             reason_code=record.reason_code,
             buyer_comment=record.buyer_comment,
             requested_at=record.requested_at,
             channel_return_id=record.channel_return_id,
             raw=record.raw,
-            actor=f"import:{channel.code}",
+            actor=actor,
+            auto_decide=False,
+        )
+        # Where the channel has the return: answered, closed, or refunded by the channel
+        # itself (then recorded as such and never refunded again by us). A return seen
+        # before only takes over what cannot clash with our own handling of it.
+        refund = record.refund
+        by_order_line = {line.order_line_id: line.pk for line in return_request.lines.all()}
+        return return_channel_state_apply(
+            return_request=return_request,
+            state=record.state if record.state in CHANNEL_STATES else "requested",
+            actor=actor,
+            closed=record.closed,
+            refund_id=refund.refund_id if refund else "",
+            refund_amount=refund.amount if refund else None,
+            refund_shipping=refund.shipping_amount if refund else Decimal("0"),
+            line_amounts={
+                by_order_line[line.pk]: amount
+                for line, _quantity, amount in lines
+                if amount is not None and line.pk in by_order_line
+            },
+            new=not existing,
         )
 
 

@@ -695,13 +695,16 @@ class AmazonSimulator(SimulatorServer):
         reason: str = "DEFECTIVE",
         comment: str = "",
         status: str | None = None,
+        refunded: bool = False,
     ) -> dict[str, str]:
         """Record a buyer's return of ``lines`` (order item id or SKU, quantity), or of
         ``quantity`` x ``seller_sku``; returns the first report row.
 
         A merchant-fulfilled order's return appears in the returns report (one row per item,
         one RMA id, status ``Approved`` unless given; that report has no comment column); an
-        FBA order's return appears in the FBA customer returns report instead.
+        FBA order's return appears in the FBA customer returns report instead. With
+        ``refunded`` Amazon has refunded the item itself (as it does at the first carrier scan
+        of a prepaid-label return): the row shows the "Refunded Amount".
         """
         wanted = list(lines) or [(seller_sku, quantity)]
         with self.lock:
@@ -754,6 +757,16 @@ class AmazonSimulator(SimulatorServer):
                         "Order quantity": str(item["quantityOrdered"]),
                     }
                 )
+                if refunded:
+                    paid = (_charged(item, "ITEM") * count / item["quantityOrdered"]).quantize(
+                        Decimal("0.01")
+                    )
+                    row["Refunded Amount"] = str(paid)
+                    done = self.adjusted.setdefault((order_id, item["orderItemId"]), {})
+                    done["Principal"] = done.get("Principal", Decimal("0")) + paid
+                    self.channel_refunds.append(
+                        {"order_id": order_id, "channel_refund_id": rma_id, "amount": paid}
+                    )
                 rows.append(row)
             self.returns.extend(rows)
             return rows[0]

@@ -209,6 +209,9 @@ class SimulatorServer:
         # One entry per refund applied through the channel API: order_id, reference (the
         # field our refund id travels in), channel_refund_id, lines, amount, shipping.
         self.refunds: list[dict[str, Any]] = []
+        # Refunds the channel made itself (its own admin or rules, not through the API):
+        # order_id, channel_refund_id, amount. All refunds on an order: both lists.
+        self.channel_refunds: list[dict[str, Any]] = []
         self.buckets = {
             name: TokenBucket(rate=rate, burst=burst)
             for name, (rate, burst) in (rate_limits or self.rate_limits).items()
@@ -418,10 +421,21 @@ class SimulatorServer:
         *,
         reason: str,
         comment: str = "",
+        refunded: bool = False,
     ) -> Any:
         """Open a buyer's return for ``(channel line id or seller SKU, quantity)`` lines, as
-        the channel would show it; returns the channel's record of it."""
+        the channel would show it; returns the channel's record of it. With ``refunded`` the
+        channel has already given the buyer the money back itself (``channel_refunds``)."""
         raise NotImplementedError
+
+    def refunds_of(self, order_id: str) -> list[dict[str, Any]]:
+        """Every refund on an order: through the API and by the channel itself."""
+        with self.lock:
+            return [
+                refund
+                for refund in [*self.refunds, *self.channel_refunds]
+                if refund["order_id"] == str(order_id)
+            ]
 
     # ----- state: listings -------------------------------------------------------------
 
@@ -609,6 +623,7 @@ class SimulatorServer:
                 "throttled": self.throttled,
                 "shipments": len(self.shipments),
                 "refunds": len(self.refunds),
+                "channel_refunds": len(self.channel_refunds),
                 "sales": len(self.sales),
                 "faults": self.faults.__dict__.copy(),
                 "shoppers_running": self._shoppers is not None,

@@ -735,8 +735,14 @@ class EbaySimulator(SimulatorServer):
         *,
         reason: str = "NOT_AS_DESCRIBED",
         comment: str = "",
+        refunded: bool = False,
     ) -> list[dict[str, Any]]:
-        """Open a buyer's return per line item (eBay returns cover one line item each)."""
+        """Open a buyer's return per line item (eBay returns cover one line item each).
+
+        With ``refunded`` eBay has already refunded the buyer (e.g. the seller refunded in
+        eBay's own pages, or eBay stepped in): the return shows ``REFUND_ISSUED`` and its
+        ``actualRefundAmount``, and the line carries the refund.
+        """
         with self.lock:
             order = self.orders.get(order_id)
             if order is None:
@@ -781,6 +787,22 @@ class EbaySimulator(SimulatorServer):
                     "sellerTotalRefund": {"estimatedRefundAmount": estimate},
                     "buyerTotalRefund": {"estimatedRefundAmount": estimate},
                 }
+                if refunded:
+                    summary = self.returns[return_id]
+                    summary["state"] = summary["status"] = "REFUND_ISSUED"
+                    summary["sellerTotalRefund"]["actualRefundAmount"] = estimate
+                    summary["buyerTotalRefund"]["actualRefundAmount"] = estimate
+                    refund_id = f"5{next(self._refund_ids):010d}"
+                    line.setdefault("refunds", []).append(
+                        {"refundId": refund_id, "amount": estimate, "refundDate": ebay_time(now)}
+                    )
+                    self.channel_refunds.append(
+                        {
+                            "order_id": order_id,
+                            "channel_refund_id": refund_id,
+                            "amount": money_value(estimate),
+                        }
+                    )
                 created.append(self.returns[return_id])
             return created
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import queue
+import re
 import threading
 import time
 import urllib.error
@@ -84,6 +85,8 @@ class ShopifySimulator(SimulatorServer):
         self._ids = itertools.count(1_000_001)
         # Refunds, their lines and transactions draw ids here so orders keep theirs.
         self._refund_ids = itertools.count(9_000_001)
+        # Returns as the Admin GraphQL API shows them (REST has no Returns), per order id.
+        self.gql_returns: dict[str, list[dict[str, Any]]] = {}
         self.fulfillment_orders: dict[str, list[dict[str, Any]]] = {}
         self.webhook_targets: list[dict[str, Any]] = []
         self.webhook_deliveries: list[dict[str, Any]] = []
@@ -109,6 +112,7 @@ class ShopifySimulator(SimulatorServer):
         self.route("GET", p + r"/products\.json", self._products)
         self.route("PUT", p + r"/variants/(?P<variant_id>\d+)\.json", self._update_variant)
         self.route("POST", p + r"/inventory_levels/set\.json", self._set_level)
+        self.route("POST", p + r"/graphql\.json", self._graphql)
         self.route("GET", p + r"/inventory_levels\.json", self._levels)
         self.route(
             "POST", r"/_sim/webhooks", self._register_webhook, channel_api=False, bucket=None
@@ -697,12 +701,17 @@ class ShopifySimulator(SimulatorServer):
         *,
         reason: str = "",
         comment: str = "",
+        refunded: bool = True,
     ) -> dict[str, Any]:
         """A return refunded in the Shopify admin: a refund restocking the units as returned.
 
         REST shows returns only as such refunds (the Returns object is GraphQL-only) and a
         refund carries no reason, so ``reason`` is not kept; ``comment`` becomes the note.
+        With ``refunded=False`` the buyer requests a return instead (``request_return``: a
+        GraphQL ``Return`` waiting for the merchant, no refund).
         """
+        if not refunded:
+            return self.request_return(order_id, lines, reason=reason or "OTHER", comment=comment)
         with self.lock:
             order = self._get_order(order_id)
             by_id = {str(li["id"]): li for li in order["line_items"]}
@@ -715,7 +724,149 @@ class ShopifySimulator(SimulatorServer):
                 wanted.append({"line_item_id": line["id"], "quantity": quantity})
             plan = self._refund_plan(order, wanted, "return")
             goods = sum((item["subtotal"] for item in plan), Decimal("0"))
-            return self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
+            refund = self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
+            self.channel_refunds.append(
+                {
+                    "order_id": str(order["id"]),
+                    "channel_refund_id": str(refund["id"]),
+                    "amount": goods,
+                }
+            )
+            return refund
+
+    # ----- returns (Admin GraphQL only) -----------------------------------------------
+
+    def request_return(
+        self,
+        order_id: str,
+        lines: Iterable[tuple[str, int]],
+        *,
+        reason: str = "OTHER",
+        comment: str = "",
+        status: str = "REQUESTED",
+    ) -> dict[str, Any]:
+        """A buyer's return as the GraphQL ``Return`` shows it (``REQUESTED`` waits for the
+        merchant; ``OPEN`` is approved); served by ``orders { returns }``."""
+        with self.lock:
+            order = self._get_order(order_id)
+            by_id = {str(li["id"]): li for li in order["line_items"]}
+            by_sku = {li["sku"]: li for li in order["line_items"]}
+            items = []
+            for key, quantity in lines:
+                line = by_id.get(str(key)) or by_sku.get(key)
+                if line is None:
+                    raise SimulatorError(f"order {order_id} has no line {key!r}", status=400)
+                items.append((line, quantity))
+            number = next(self._refund_ids)
+            stamp = utc_now()
+            returned = {
+                "id": f"gid://shopify/Return/{number}",
+                "name": f"#{order['order_number']}-R{len(self.gql_returns.get(order_id, [])) + 1}",
+                "status": status,
+                "createdAt": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "decline": None,
+                "refunds": [],
+                "returnLineItems": [
+                    {
+                        "id": f"gid://shopify/ReturnLineItem/{next(self._refund_ids)}",
+                        "quantity": quantity,
+                        "returnReason": reason,
+                        "returnReasonNote": "",
+                        "customerNote": comment or None,
+                        "line_item": line,
+                    }
+                    for line, quantity in items
+                ],
+            }
+            self.gql_returns.setdefault(order_id, []).append(returned)
+            order["updated_at"] = shop_time(stamp)
+            return returned
+
+    def return_status_set(self, return_id: str, status: str, *, refund: bool = False) -> None:
+        """The merchant acts on a return in the Shopify admin: approves (``OPEN``), declines,
+        closes or cancels it; with ``refund`` the returned units are refunded there too (a
+        refund linked to the return, REST shows it under ``return``)."""
+        with self.lock:
+            for order_id, returns in self.gql_returns.items():
+                for returned in returns:
+                    if returned["id"] != return_id:
+                        continue
+                    order = self._get_order(order_id)
+                    returned["status"] = status
+                    if status == "DECLINED":
+                        returned["decline"] = {"reason": "RETURN_PERIOD_ENDED", "note": None}
+                    if refund:
+                        wanted = [
+                            {"line_item_id": item["line_item"]["id"], "quantity": item["quantity"]}
+                            for item in returned["returnLineItems"]
+                        ]
+                        plan = self._refund_plan(order, wanted, "return")
+                        goods = sum((item["subtotal"] for item in plan), Decimal("0"))
+                        made = self._apply_refund(order, plan, Decimal("0"), goods, note="")
+                        made["return"] = {"id": int(return_id.rsplit("/", 1)[1])}
+                        returned["refunds"].append(made)
+                        self.channel_refunds.append(
+                            {
+                                "order_id": str(order["id"]),
+                                "channel_refund_id": str(made["id"]),
+                                "amount": goods,
+                            }
+                        )
+                    order["updated_at"] = shop_time(utc_now())
+                    return
+            raise SimulatorError(f"return {return_id!r} not found", status=404)
+
+    def _graphql(self, request: Request) -> Response:
+        """The one GraphQL read the connector makes: orders updated since a time, with their
+        returns (``orders(first:, after:, query: "updated_at:>='...'") { ... returns ... }``).
+        The query text is not parsed; its shape is fixed by the connector."""
+        body = request.json() or {}
+        query = str(body.get("query") or "")
+        variables = body.get("variables") or {}
+        if "orders(" not in query or "returns(" not in query:
+            return json_response(
+                {"errors": [{"message": "The simulator answers only the orders' returns query"}]}
+            )
+        match = re.search(r"updated_at:>='([^']+)'", str(variables.get("query") or ""))
+        since = _parse_time(match.group(1), "updated_at") if match else None
+        first = int(variables.get("first") or 50)
+        offset = int(variables.get("after") or 0)
+        with self.lock:
+            rows = sorted(
+                (
+                    order
+                    for order in self.orders.values()
+                    if since is None or _parse_time(order["updated_at"], "updated_at") >= since
+                ),
+                key=lambda order: (order["updated_at"], order["id"]),
+            )
+            page = rows[offset : offset + first]
+            nodes = [
+                {
+                    "legacyResourceId": str(order["id"]),
+                    "returns": {
+                        "nodes": [
+                            _return_node(r) for r in self.gql_returns.get(str(order["id"]), [])
+                        ]
+                    },
+                }
+                for order in page
+            ]
+        more = offset + first < len(rows)
+        return json_response(
+            {
+                "data": {
+                    "orders": {
+                        "pageInfo": {
+                            "hasNextPage": more,
+                            "endCursor": str(offset + first) if more else None,
+                        },
+                        "nodes": nodes,
+                    }
+                },
+                "extensions": {"cost": {"requestedQueryCost": 52, "actualQueryCost": 12}},
+            }
+        )
 
     def _refunds(self, request: Request) -> Response:
         order = self._get_order(request.params["order_id"])
@@ -1009,6 +1160,56 @@ class ShopifySimulator(SimulatorServer):
 def _sale_id(order: dict[str, Any]) -> int:
     """Id of the order's one sale transaction, the parent of every refund transaction."""
     return int(order["id"]) * 10 + 1
+
+
+def _return_node(returned: dict[str, Any]) -> dict[str, Any]:
+    """A stored return as the GraphQL ``Return`` the connector asks for."""
+    return {
+        "id": returned["id"],
+        "name": returned["name"],
+        "status": returned["status"],
+        "createdAt": returned["createdAt"],
+        "decline": returned["decline"],
+        "refunds": {
+            "nodes": [
+                {
+                    "id": f"gid://shopify/Refund/{refund['id']}",
+                    "legacyResourceId": str(refund["id"]),
+                    "note": refund["note"],
+                    "totalRefundedSet": {
+                        "shopMoney": {
+                            "amount": str(
+                                sum(
+                                    (Decimal(t["amount"]) for t in refund["transactions"]),
+                                    Decimal("0"),
+                                )
+                            ),
+                            "currencyCode": "USD",
+                        }
+                    },
+                }
+                for refund in returned["refunds"]
+            ]
+        },
+        "returnLineItems": {
+            "nodes": [
+                {
+                    "id": item["id"],
+                    "quantity": item["quantity"],
+                    "returnReason": item["returnReason"],
+                    "returnReasonNote": item["returnReasonNote"],
+                    "customerNote": item["customerNote"],
+                    "fulfillmentLineItem": {
+                        "lineItem": {
+                            "id": f"gid://shopify/LineItem/{item['line_item']['id']}",
+                            "sku": item["line_item"]["sku"],
+                        }
+                    },
+                }
+                for item in returned["returnLineItems"]
+            ]
+        },
+    }
 
 
 def _line_json(item: dict[str, Any]) -> dict[str, Any]:

@@ -554,10 +554,13 @@ class WalmartSimulator(SimulatorServer):
         *,
         reason: str = "NO_LONGER_WANTED",
         comment: str = "",
+        refunded: bool = False,
     ) -> dict[str, Any]:
         """Open a return order; a SKU key takes that many not yet returned unit lines.
 
-        Walmart's return order carries no buyer comment, so ``comment`` is not kept.
+        Walmart's return order carries no buyer comment, so ``comment`` is not kept. With
+        ``refunded`` Walmart has refunded the buyer itself (a "keep it" or an early refund):
+        the lines are ``COMPLETED`` with ``REFUND_ISSUED`` and the order lines carry it.
         """
         with self.lock:
             order = self._get(order_id)
@@ -600,9 +603,17 @@ class WalmartSimulator(SimulatorServer):
                         "unitPrice": {"currencyAmount": float(unit), "currencyUnit": "USD"},
                         "quantity": {"unitOfMeasure": "EACH", "measurementValue": 1},
                         "returnExpectedFlag": True,
-                        "status": "INITIATED",
+                        "status": "COMPLETED" if refunded else "INITIATED",
                         "statusTime": iso_ms(now),
-                        "currentRefundStatus": "REFUND_PENDING",
+                        "currentRefundStatus": "REFUND_COMPLETED" if refunded else "REFUND_PENDING",
+                        "returnTrackingDetail": [
+                            {
+                                "sequenceNo": 1,
+                                "eventTag": "REFUND_ISSUED" if refunded else "RETURN_INITIATED",
+                                "eventDescription": "",
+                                "eventTime": iso_ms(now),
+                            }
+                        ],
                     }
                 )
             total = sum((_charge(line, "PRODUCT") for line in chosen), Decimal("0"))
@@ -619,7 +630,67 @@ class WalmartSimulator(SimulatorServer):
                 "returnChannel": {"channelName": "ONLINE"},
             }
             self.return_modified[return_id] = epoch_ms(now)
+            if refunded:
+                self.refund_return(return_id)
             return self.returns[return_id]
+
+    def refund_return(self, return_id: str) -> dict[str, Any]:
+        """Walmart refunds a return itself (a "keep it", or a refund before the parcel is
+        back): its lines become ``COMPLETED`` with ``REFUND_COMPLETED``, the order lines carry
+        the refund, and the return shows as modified now."""
+        with self.lock:
+            return_order = self.returns[return_id]
+            order_id = return_order["returnOrderLines"][0]["purchaseOrderId"]
+            order = self._get(order_id)
+            numbers = {line["purchaseOrderLineNumber"] for line in return_order["returnOrderLines"]}
+            chosen = [
+                line
+                for line in order["orderLines"]["orderLine"]
+                if int(line["lineNumber"]) in numbers
+            ]
+            now = utc_now()
+            for line in return_order["returnOrderLines"]:
+                line["status"] = "COMPLETED"
+                line["currentRefundStatus"] = "REFUND_COMPLETED"
+                line["statusTime"] = iso_ms(now)
+                line.setdefault("returnTrackingDetail", []).append(
+                    {
+                        "sequenceNo": len(line["returnTrackingDetail"]) + 1,
+                        "eventTag": "REFUND_ISSUED",
+                        "eventDescription": "",
+                        "eventTime": iso_ms(now),
+                    }
+                )
+            refund_id = f"{next(self._refund_ids):012d}"
+            for line in chosen:
+                line["refund"] = {
+                    "refundId": refund_id,
+                    "refundComments": "refunded by Walmart",
+                    "refundCharges": {
+                        "refundCharge": [
+                            {
+                                "refundReason": "Refund",
+                                "charge": {
+                                    "chargeType": "PRODUCT",
+                                    "chargeName": "Item Price",
+                                    "chargeAmount": {
+                                        "currency": "USD",
+                                        "amount": float(-_charge(line, "PRODUCT")),
+                                    },
+                                },
+                            }
+                        ]
+                    },
+                }
+            self.channel_refunds.append(
+                {
+                    "order_id": order_id,
+                    "channel_refund_id": refund_id,
+                    "amount": sum((_charge(line, "PRODUCT") for line in chosen), Decimal("0")),
+                }
+            )
+            self.return_modified[return_id] = epoch_ms(now)
+            return return_order
 
     def _returns(self, request: Request) -> Response:
         try:

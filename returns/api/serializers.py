@@ -50,7 +50,10 @@ class ReturnLineOutputSerializer(serializers.ModelSerializer):
             "quantity",
             "quantity_received",
             "quantity_inspected",
+            "quantity_refunded",
+            "quantity_not_returned",
             "unit_price",
+            "refund_amount",
         ]
 
 
@@ -280,7 +283,7 @@ class ReturnReceiveInputSerializer(serializers.Serializer):
                 continue
             left = item["quantity"]
             for line in matching:
-                room = line.quantity - line.quantity_received - wanted.get(line.pk, 0)
+                room = line.quantity_due - wanted.get(line.pk, 0)
                 take = min(left, max(room, 0))
                 if take:
                     wanted[line.pk] = wanted.get(line.pk, 0) + take
@@ -294,6 +297,56 @@ class ReturnReceiveInputSerializer(serializers.Serializer):
                 code="invalid_receipt",
             )
         return wanted
+
+
+class ReturnRefundLineInputSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=100, help_text="Our SKU code (or the channel's SKU).")
+    refund_amount = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        help_text="Money back for all the line's units; at most what was paid for them.",
+    )
+
+
+class ReturnRefundTermsInputSerializer(serializers.Serializer):
+    """What the refunds of a return give back: shipping or not, and a partial amount per
+    line (lines not named get what was paid)."""
+
+    refund_shipping = serializers.BooleanField(required=False, default=None, allow_null=True)
+    lines = ReturnRefundLineInputSerializer(many=True, required=False, default=list)
+
+    def line_amounts(self, *, return_request: ReturnRequest) -> dict[int, object]:
+        """``{return line id: amount}``; raises ``ReturnError`` (``invalid_refund_amount``)
+        for a SKU not on the return or on several of its lines."""
+        lines = list(return_request.lines.select_related("sku", "order_line").order_by("id"))
+        amounts: dict[int, object] = {}
+        problems = []
+        for item in self.validated_data.get("lines") or []:
+            matching = [line for line in lines if item["sku"] in _line_skus(line)]
+            if len(matching) != 1:
+                problems.append(
+                    f"{item['sku']!r} is "
+                    + ("not on" if not matching else "on several lines of")
+                    + f" {return_request.rma}"
+                )
+                continue
+            amounts[matching[0].pk] = item["refund_amount"]
+        if problems:
+            raise ReturnError(
+                f"Cannot set the refund of {return_request.rma}: {'; '.join(problems)}.",
+                code="invalid_refund_amount",
+            )
+        return amounts
+
+
+class ReturnAuthorizeInputSerializer(ReturnRefundTermsInputSerializer):
+    """Approve a return: refunded without a return or not, with shipping or not, and a
+    partial amount per line."""
+
+    refund_shipping = serializers.BooleanField(required=False, default=False)
+    returnless = serializers.BooleanField(required=False, default=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class ReturnInspectInputSerializer(serializers.Serializer):

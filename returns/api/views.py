@@ -31,13 +31,21 @@ from oms.api.views import (
 from oms.models import Order
 from returns.exceptions import DomainError, ReturnError
 from returns.models import Inspection, Refund, ReturnLine, ReturnRequest
-from returns.services import return_inspect, return_receive, return_request_create
+from returns.services import (
+    return_inspect,
+    return_receive,
+    return_refund_terms_set,
+    return_request_authorize,
+    return_request_create,
+)
 
 from .filters import ReturnRequestFilterSet
 from .serializers import (
+    ReturnAuthorizeInputSerializer,
     ReturnCreateInputSerializer,
     ReturnInspectInputSerializer,
     ReturnReceiveInputSerializer,
+    ReturnRefundTermsInputSerializer,
     ReturnRequestDetailOutputSerializer,
     ReturnRequestOutputSerializer,
 )
@@ -46,7 +54,13 @@ from .serializers import (
 # stored with the return, so that a replay can be recognised by any process.
 PAYLOAD_KEY_FIELD = "_idempotency_key"
 # Refusals that are about the return's state, not the request: 409 rather than 400.
-STATE_CONFLICT_CODES = {"returnless", "refund_exists"}
+STATE_CONFLICT_CODES = {
+    "returnless",
+    "refund_exists",
+    "refund_terms_closed",
+    "shipping_refunded",
+    "shipping_too_late",
+}
 
 
 def _exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -146,6 +160,8 @@ class ReturnRequestViewSet(viewsets.ReadOnlyModelViewSet):
         "create": "returns.add_returnrequest",
         "receive": "returns.receive_return",
         "inspect": "returns.inspect_return",
+        "authorize": "returns.decide_return",
+        "refund_terms": "returns.decide_return",
     }
 
     def get_permissions(self) -> list[BasePermission]:
@@ -263,8 +279,14 @@ class ReturnRequestViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Inspect received units (WMS)",
         request=ReturnInspectInputSerializer,
+        parameters=[
+            _idempotency_parameter("A retry with the same key grades nothing more and answers 200.")
+        ],
         responses={
             201: OpenApiResponse(ReturnRequestDetailOutputSerializer, description="Graded."),
+            200: OpenApiResponse(
+                ReturnRequestDetailOutputSerializer, description="Replay of a key; no change."
+            ),
             400: _error(
                 "A SKU not on the return, more units than wait, no reason for a damaged or "
                 "defective unit, or a restock warehouse that cannot sell."
@@ -278,7 +300,9 @@ class ReturnRequestViewSet(viewsets.ReadOnlyModelViewSet):
         return_request = self.get_object()
         serializer = _validated(ReturnInspectInputSerializer(data=request.data))
         data = serializer.validated_data
-        return_inspect(
+        key = _idempotency_key(request)
+        # return_inspect itself guarantees a key grades once (None for a replay).
+        inspection = return_inspect(
             return_line=serializer.return_line(return_request=return_request),
             grade=data["grade"],
             quantity=data["quantity"],
@@ -286,5 +310,57 @@ class ReturnRequestViewSet(viewsets.ReadOnlyModelViewSet):
             disposition=data["disposition"],
             reason=data["reason"],
             actor=request.user,
+            idempotency_key=key,
         )
-        return _detail(return_request, status.HTTP_201_CREATED)
+        replay = inspection is None
+        return _detail(return_request, status.HTTP_200_OK if replay else status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Approve a return, with its refund terms",
+        request=ReturnAuthorizeInputSerializer,
+        responses={
+            200: OpenApiResponse(ReturnRequestDetailOutputSerializer, description="Approved."),
+            400: _error("An amount above what was paid, or a SKU not on the return."),
+            409: _error("The return is not waiting for an answer."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def authorize(self, request: Request, rma: str | None = None) -> Response:
+        """Approve a return waiting for an answer: with ``refund_shipping`` the order's
+        shipping goes back with the first refund; ``lines`` set a partial refund per SKU
+        (never above what was paid for those units); ``returnless`` refunds at once."""
+        return_request = self.get_object()
+        serializer = _validated(ReturnAuthorizeInputSerializer(data=request.data))
+        data = serializer.validated_data
+        return_request_authorize(
+            return_request=return_request,
+            actor=request.user,
+            returnless=data["returnless"],
+            refund_shipping=data["refund_shipping"],
+            line_amounts=serializer.line_amounts(return_request=return_request),
+            note=data["note"],
+        )
+        return _detail(return_request, status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Change the refund terms of an approved return",
+        request=ReturnRefundTermsInputSerializer,
+        responses={
+            200: OpenApiResponse(ReturnRequestDetailOutputSerializer, description="Changed."),
+            400: _error("An amount above what was paid or below what already went back."),
+            409: _error("The return is not approved and open, or shipping went back already."),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="refund-terms")
+    def refund_terms(self, request: Request, rma: str | None = None) -> Response:
+        """Refund shipping (with the next refund) and partial amounts per SKU for units not
+        refunded yet; setting the same terms again changes nothing."""
+        return_request = self.get_object()
+        serializer = _validated(ReturnRefundTermsInputSerializer(data=request.data))
+        return_refund_terms_set(
+            return_request=return_request,
+            refund_shipping=serializer.validated_data["refund_shipping"],
+            line_amounts=serializer.line_amounts(return_request=return_request),
+            actor=request.user,
+        )
+        return _detail(return_request, status.HTTP_200_OK)

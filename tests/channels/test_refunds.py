@@ -324,6 +324,54 @@ def test_returns_are_fetched_and_map_the_same_every_time(channel: Channel) -> No
     assert returned.channel_line_id or returned.seller_sku
 
 
+def test_a_return_the_channel_refunded_maps_as_refunded_with_its_refund(
+    channel: Channel,
+) -> None:
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    record = channel.shipped_order([("MUG-1", 2)])
+    line = record.lines[0]
+    kept = channel.connector.fetch_returns(updated_after=started)
+    assert all(r.state != "refunded" for r in kept)  # nothing refunded yet
+    channel.sim.create_return(
+        record.channel_order_id,
+        [(line.channel_line_id, 1)],
+        reason=channel.return_reason or "DEFECTIVE",
+        refunded=True,
+    )
+
+    (found,) = [
+        r
+        for r in channel.connector.fetch_returns(updated_after=started)
+        if r.channel_order_id == record.channel_order_id
+    ]
+
+    assert found.state == "refunded" and found.refund is not None
+    assert found.refund.amount == line.unit_price
+    assert found.refund.refund_id.endswith(found.channel_return_id)
+    assert found.lines[0].refunded_amount == line.unit_price
+    # The channel's own refund, not one made through its API.
+    assert channel.sim.refunds == [] and len(channel.sim.channel_refunds) == 1
+
+
+def test_a_return_waiting_for_the_seller_maps_as_requested(channel: Channel) -> None:
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    record = channel.shipped_order([("MUG-1", 1)])
+    channel.sim.create_return(  # Shopify: a GraphQL Return the buyer requested
+        record.channel_order_id,
+        [(record.lines[0].channel_line_id, 1)],
+        reason=channel.return_reason or "DEFECTIVE",
+        refunded=False,
+    )
+    (found,) = [
+        r
+        for r in channel.connector.fetch_returns(updated_after=started)
+        if r.channel_order_id == record.channel_order_id
+    ]
+    # Amazon's returns report shows seller-fulfilled returns as Approved (authorized).
+    assert found.state == ("authorized" if channel.kind == "amazon" else "requested")
+    assert found.refund is None and not found.closed
+
+
 def test_returns_can_be_opened_through_the_control_endpoint(channel: Channel) -> None:
     started = datetime.now(UTC) - timedelta(minutes=1)
     raw = channel.sim.create_order([("TEE-1", 1)])

@@ -394,12 +394,8 @@ def test_every_stock_change_kind_reaches_the_channels(world):
     stock.stock_receive(sku=world.sku, warehouse=quarantine, quantity=2)
     sync_all(world)
     assert shown(world)["ebay"] == 10  # quarantine never sellable
-    stock.stock_transfer(
-        sku=world.sku,
-        from_warehouse=quarantine,
-        to_warehouse=world.warehouse,
-        quantity=2,
-        kind_in="return_restock",
+    stock.stock_return_restock(
+        sku=world.sku, from_warehouse=quarantine, to_warehouse=world.warehouse, quantity=2
     )
     sync_all(world)
     assert shown(world)["ebay"] == 12

@@ -424,6 +424,23 @@ def test_transfer_form(warehouse_client, level, east):
     assert "MUG @ east: on hand 4" in _messages(response)[0]
 
 
+def test_transfer_form_refuses_moving_quarantine_stock_to_sellable(warehouse_client, wh, mug):
+    quarantine = WarehouseFactory(code="returns", kind="quarantine")
+    services.stock_receive(sku=mug, warehouse=quarantine, quantity=2)
+    held = StockLevel.objects.get(sku=mug, warehouse=quarantine)
+
+    response = warehouse_client.post(
+        _url("stocklevel_transfer", held.pk),
+        {"to_warehouse": str(wh.pk), "quantity": "1", "idempotency_key": "tr-q"},
+    )
+
+    assert response.status_code == 200
+    [error] = _messages(response)
+    assert "become sellable only through a return's inspection" in error
+    held.refresh_from_db()
+    assert held.on_hand == 2
+
+
 def test_receive_new_creates_the_stock_level(warehouse_client, mug, east):
     page = warehouse_client.get(_url("stocklevel_receive_new") + "?sku=MUG")
     assert page.context["form"].initial["sku"] == "MUG"

@@ -151,6 +151,29 @@ def test_transfer_moves_only_available_units(wh, mug):
         services.stock_transfer(sku=mug, from_warehouse=wh, to_warehouse=wh, quantity=1)
 
 
+def test_quarantine_stock_never_transfers_into_a_sellable_warehouse(wh, quarantine, mug):
+    # Returned units become sellable only through a return's inspection; on SQLite and
+    # PostgreSQL alike (the suite runs on both) the transfer changes nothing.
+    services.stock_receive(sku=mug, warehouse=quarantine, quantity=2)
+    movements = StockMovement.objects.count()
+    with pytest.raises(InvalidStockOperation) as err:
+        services.stock_transfer(sku=mug, from_warehouse=quarantine, to_warehouse=wh, quantity=1)
+    assert err.value.code == "quarantine_not_sellable"
+    assert "only through a return's inspection" in err.value.message
+    assert (level(mug, quarantine).on_hand, StockMovement.objects.count()) == (2, movements)
+    assert not StockLevel.objects.filter(sku=mug, warehouse=wh).exists()
+    assert selectors.stock_available(sku=mug) == 0
+    # Between quarantine warehouses is fine: nothing becomes sellable.
+    other = Warehouse.objects.create(code="q2", kind=Warehouse.Kind.QUARANTINE)
+    services.stock_transfer(sku=mug, from_warehouse=quarantine, to_warehouse=other, quantity=1)
+    assert level(mug, other).on_hand == 1
+    # The inspection's own move is the one way out.
+    services.stock_return_restock(sku=mug, from_warehouse=other, to_warehouse=wh, quantity=1)
+    assert selectors.stock_available(sku=mug) == 1
+    with pytest.raises(InvalidStockOperation):  # and only out of quarantine
+        services.stock_return_restock(sku=mug, from_warehouse=wh, to_warehouse=other, quantity=1)
+
+
 def test_reserve_is_all_or_nothing_and_names_every_short_sku(wh, mug, lid):
     pen = SKU.objects.create(code="PEN")
     services.stock_receive(sku=mug, warehouse=wh, quantity=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
@@ -483,20 +484,71 @@ def setup_code(setup) -> str:
     return setup["quarantine"].code
 
 
-def test_receive_partial_count_then_the_rest(su_client, setup, shipped_order):
+def test_receive_partial_count_then_the_rest(
+    su_client, setup, shipped_order, django_capture_on_commit_callbacks
+):
     return_request = authorized(shipped_order, tee=2, mug=1)
     tee = return_request.lines.get(sku__code="TEE")
     mug = return_request.lines.get(sku__code="MUG")
 
+    # The refund tasks run after each receipt's commit, as the worker would.
     key = idempotency_key(receive_page(su_client, return_request))
-    post_receive(su_client, return_request, key, {tee: 1, mug: 0}, action="receive")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_receive(su_client, return_request, key, {tee: 1, mug: 0}, action="receive")
     assert refreshed(tee.return_request).lines.get(pk=tee.pk).quantity_received == 1
+    assert refreshed(return_request).status == R.RECEIVED  # the rest is still expected
+    assert [r.state for r in return_request.refunds.all()] == ["not_required"]
 
     page = receive_page(su_client, return_request)
     assert idempotency_key(page) != key  # a new page, a new receipt
     assert "(1 of 2 already in)" in page.content.decode()
-    post_receive(su_client, return_request, idempotency_key(page), {tee: 1, mug: 1}, "receive")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_receive(su_client, return_request, idempotency_key(page), {tee: 1, mug: 1}, "receive")
     assert on_hand("TEE", setup["quarantine"]) == 2 and on_hand("MUG", setup["quarantine"]) == 1
+    assert refreshed(return_request).status == R.REFUNDED
+    assert [sum(rl.quantity for rl in r.lines.all()) for r in return_request.refunds.all()] == [
+        1,
+        2,
+    ]
+
+
+def test_approve_with_refund_terms_then_change_them(su_client, setup, shipped_order):
+    waiting = open_return(shipped_order, tee=2)
+    tee = waiting.lines.get()
+    url = reverse("admin:returns_returnrequest_approve_terms", args=[waiting.pk])
+    assert url in su_client.get(change_url(waiting)).content.decode()
+    page = su_client.get(url).content.decode()
+    assert f'name="amount_{tee.pk}"' in page and 'name="refund_shipping"' in page
+
+    too_much = su_client.post(url, {f"amount_{tee.pk}": "25.01"}, follow=True)
+    assert any("more than the 25.00 paid" in m for m in texts(too_much))
+    assert refreshed(waiting).status == R.REQUESTED
+    done = su_client.post(url, {f"amount_{tee.pk}": "20.00", "refund_shipping": "on"}, follow=True)
+    assert f"Approve return: {waiting.rma} is now Authorized." in texts(done)
+    after = refreshed(waiting)
+    assert after.refund_shipping and after.lines.get().refund_amount == Decimal("20.00")
+
+    terms = reverse("admin:returns_returnrequest_refund_terms", args=[waiting.pk])
+    assert terms in su_client.get(change_url(waiting)).content.decode()
+    su_client.post(terms, {f"amount_{tee.pk}": "18.00"}, follow=True)
+    after = refreshed(waiting)
+    assert not after.refund_shipping and after.lines.get().refund_amount == Decimal("18.00")
+    svc.return_receive(return_request=after)
+    assert after.refunds.get().amount == Decimal("18.00")
+
+
+def test_stop_waiting_for_the_rest(su_client, setup, shipped_order):
+    return_request = authorized(shipped_order, tee=2)
+    tee = return_request.lines.get()
+    svc.return_receive(return_request=return_request, lines={tee.pk: 1})
+    url = reverse("admin:returns_returnrequest_stop_waiting", args=[return_request.pk])
+    assert url in su_client.get(change_url(return_request)).content.decode()
+
+    response = su_client.post(url, {"reason": "buyer kept one"}, follow=True)
+    assert any("Stop waiting for the rest" in m for m in texts(response))
+    line = refreshed(return_request).lines.get()
+    assert (line.quantity_received, line.quantity_not_returned) == (1, 1)
+    assert "not coming back" in su_client.get(change_url(return_request)).content.decode()
 
 
 def test_receive_by_order_id(su_client, setup, shipped_order):

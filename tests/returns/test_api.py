@@ -527,7 +527,11 @@ def test_openapi_schema_documents_the_returns_api(viewer):
     receive = paths[API + "{rma}/receive/"]["post"]
     assert set(receive["responses"]) >= {"200", "201", "400", "409"}
     assert "Idempotency-Key" in [p["name"] for p in receive["parameters"]]
-    assert set(paths[API + "{rma}/inspect/"]["post"]["responses"]) >= {"201", "400"}
+    inspect = paths[API + "{rma}/inspect/"]["post"]
+    assert set(inspect["responses"]) >= {"200", "201", "400"}
+    assert "Idempotency-Key" in [p["name"] for p in inspect["parameters"]]
+    assert "post" in paths[API + "{rma}/authorize/"]
+    assert "post" in paths[API + "{rma}/refund-terms/"]
     filters = {p["name"] for p in paths[API]["get"]["parameters"]}
     assert filters >= {
         "status",
@@ -550,3 +554,87 @@ def test_returns_schema_generates_without_warnings():
         if "returns/api" in msg
     ]
     assert problems == []
+
+
+# -- inspect idempotency, approval with refund terms ---------------------------------------------
+
+
+def test_inspect_with_an_idempotency_key_grades_once(wms, setup, shipped_order):
+    return_request = received(shipped_order, tee=2)
+    url = f"{API}{return_request.rma}/inspect/"
+    body = {"sku": "TEE", "grade": "sellable", "quantity": 1}
+
+    first = wms.post(url, body, format="json", headers={"Idempotency-Key": "insp-1"})
+    again = wms.post(url, body, format="json", headers={"Idempotency-Key": "insp-1"})
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["lines"][0]["quantity_inspected"] == 1
+    assert Inspection.objects.count() == 1
+    assert on_hand("TEE", setup["quarantine"]) == 1
+    other = wms.post(url, body, format="json", headers={"Idempotency-Key": "insp-2"})
+    assert other.status_code == 201 and Inspection.objects.count() == 2
+
+
+@pytest.fixture
+def staff_api():
+    user = UserFactory(
+        username="cs-api", perms=["returns.decide_return", "returns.view_returnrequest"]
+    )
+    return _client(user, token=True)
+
+
+def test_authorize_with_shipping_and_a_partial_amount(staff_api, wms, setup, shipped_order):
+    type(shipped_order).objects.filter(pk=shipped_order.pk).update(shipping_total=Decimal("4.99"))
+    waiting = open_return(shipped_order, tee=2)
+    url = f"{API}{waiting.rma}/authorize/"
+
+    too_much = staff_api.post(
+        url, {"lines": [{"sku": "TEE", "refund_amount": "25.01"}]}, format="json"
+    )
+    _error(too_much, 400, "invalid_refund_amount")
+    assert "more than the 25.00 paid" in too_much.json()["detail"]
+
+    response = staff_api.post(
+        url,
+        {"refund_shipping": True, "lines": [{"sku": "TEE", "refund_amount": "20.00"}]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "authorized" and body["refund_shipping"] is True
+    assert body["lines"][0]["refund_amount"] == "20.00"
+    _error(staff_api.post(url, {}, format="json"), 409, "invalid_transition")
+
+    received_now = _receive(wms, waiting, key="dock-1").json()
+    [refund] = received_now["refunds"]
+    assert (refund["amount"], refund["shipping_amount"]) == ("20.00", "4.99")
+
+
+def test_refund_terms_change_before_the_refund_goes_out(staff_api, wms, setup, shipped_order):
+    return_request = authorized(shipped_order, tee=2, mug=1)
+    url = f"{API}{return_request.rma}/refund-terms/"
+    tee = return_request.lines.get(order_line__seller_sku="TEE")
+
+    _receive(wms, return_request, {"lines": [{"sku": "TEE", "quantity": 1}]}, key="d-1")
+    assert return_request.refunds.get().amount == Decimal("12.50")
+    response = staff_api.post(
+        url, {"lines": [{"sku": "MUG", "refund_amount": "6.00"}]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    _error(
+        staff_api.post(url, {"lines": [{"sku": "TEE", "refund_amount": "10.00"}]}, format="json"),
+        400,
+        "invalid_refund_amount",  # 12.50 of TEE already went back
+    )
+    _receive(wms, return_request, key="d-2")
+    second = return_request.refunds.order_by("id").last()
+    amounts = {rl.return_line_id: rl.amount for rl in second.lines.all()}
+    mug = return_request.lines.get(order_line__seller_sku="MUG")
+    assert amounts == {tee.pk: Decimal("12.50"), mug.pk: Decimal("6.00")}
+    assert return_request.events.filter(kind="refund_terms").count() == 1
+
+
+def test_approval_and_terms_need_the_decide_permission(wms, setup, shipped_order):
+    waiting = open_return(shipped_order, tee=1)
+    assert wms.post(f"{API}{waiting.rma}/authorize/", {}, format="json").status_code == 403
+    assert wms.post(f"{API}{waiting.rma}/refund-terms/", {}, format="json").status_code == 403

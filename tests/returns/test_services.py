@@ -223,3 +223,154 @@ def test_daily_late_answer_figure(shipped_order):
         ReturnRequest.objects.filter(pk=r.pk).update(responded_at=at + timedelta(hours=1))
     [row] = svc.late_answers_record(day=(at + timedelta(hours=1)).date())
     assert (row.answered, row.answered_late) == (2, 1)
+
+
+def test_rule_priority_decides_between_two_matching_rules(setup, shipped_order):
+    # Both rules match a 12.50 fashion return; the lower priority number is tried first,
+    # whatever order the rules were made in.
+    approve = AutoDecisionRule.objects.create(
+        name="approve fashion", category="fashion", priority=5
+    )
+    refund = AutoDecisionRule.objects.create(
+        name="refund cheap", action="returnless_refund", max_value=Decimal("20"), priority=1
+    )
+    first = open_return(shipped_order, qty=(1, 0))
+    assert first.decided_by_rule == refund and first.returnless
+
+    AutoDecisionRule.objects.filter(pk=approve.pk).update(priority=0)
+    second = open_return(shipped_order, qty=(1, 0))
+    assert second.decided_by_rule == approve and not second.returnless
+    assert second.status == R.AUTHORIZED
+
+
+def test_partial_receipts_each_refunded_and_the_return_waits_for_the_rest(
+    setup, shipped_order, django_capture_on_commit_callbacks
+):
+    return_request = open_return(shipped_order, qty=(2, 1))
+    svc.return_request_authorize(return_request=return_request)
+    tee = return_request.lines.get(order_line__seller_sku="TEE")
+    mug = return_request.lines.get(order_line__seller_sku="MUG")
+
+    # The refund tasks run after each commit (this channel has no API: "not required").
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.return_receive(return_request=return_request, lines={tee.pk: 1}, idempotency_key="a")
+    return_request.refresh_from_db()
+    assert return_request.status == R.RECEIVED  # one of three units in: still open
+    first = return_request.refunds.get()
+    assert first.state == "not_required" and first.amount == Decimal("12.50")
+
+    with django_capture_on_commit_callbacks(execute=True):  # a retried receipt: nothing more
+        svc.return_receive(return_request=return_request, lines={tee.pk: 1}, idempotency_key="a")
+    assert return_request.refunds.count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.return_receive(return_request=return_request, idempotency_key="b")  # the rest
+    return_request.refresh_from_db()
+    assert return_request.status == R.REFUNDED
+    second = return_request.refunds.exclude(pk=first.pk).get()
+    assert {(rl.return_line_id, rl.quantity) for rl in second.lines.all()} == {
+        (tee.pk, 1),
+        (mug.pk, 1),
+    }
+    assert second.amount == Decimal("25.00")
+    assert svc.refund_queue(return_request=return_request) is None  # every unit refunded once
+    tee.refresh_from_db()
+    assert (tee.quantity_received, tee.quantity_refunded) == (2, 2)
+
+    svc.return_inspect(return_line=tee, grade="sellable", quantity=2)
+    svc.return_inspect(return_line=mug, grade="damaged", quantity=1, reason="chipped")
+    return_request.refresh_from_db()
+    assert return_request.status == R.CLOSED
+
+
+def test_a_line_is_never_refunded_for_more_units_than_it_has(setup, shipped_order):
+    from django.db import IntegrityError, transaction
+
+    return_request = open_return(shipped_order, qty=(1, 0))
+    line = return_request.lines.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        type(line).objects.filter(pk=line.pk).update(quantity_refunded=2)
+
+
+def test_staff_stop_waiting_for_the_rest(setup, shipped_order, django_capture_on_commit_callbacks):
+    return_request = open_return(shipped_order, qty=(2, 1))
+    svc.return_request_authorize(return_request=return_request)
+    tee = return_request.lines.get(order_line__seller_sku="TEE")
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.return_receive(return_request=return_request, lines={tee.pk: 1})
+    svc.return_inspect(return_line=tee, grade="sellable", quantity=1)
+    return_request.refresh_from_db()
+    assert return_request.status == R.RECEIVED  # two units still expected
+
+    with pytest.raises(ReturnError):
+        svc.return_receiving_close(return_request=return_request, reason=" ")
+    svc.return_receiving_close(
+        return_request=return_request, reason="buyer kept the rest", actor="cs"
+    )
+    return_request.refresh_from_db()
+    assert return_request.status == R.CLOSED  # refunded what came, inspected it: done
+    assert return_request.refunds.get().amount == Decimal("12.50")  # the rest not refunded
+    assert [line.quantity_not_returned for line in return_request.lines.all()] == [1, 1]
+    with pytest.raises(InvalidReturnTransition):
+        svc.return_receive(return_request=return_request)
+
+
+def test_staff_stop_waiting_for_a_return_that_never_came(setup, shipped_order):
+    return_request = open_return(shipped_order, qty=(1, 0))
+    svc.return_request_authorize(return_request=return_request)
+    svc.return_receiving_close(return_request=return_request, reason="lost in transit")
+    return_request.refresh_from_db()
+    assert return_request.status == R.CLOSED and not return_request.refunds.exists()
+
+
+def test_partial_amount_per_line_never_above_what_was_paid(setup, shipped_order):
+    return_request = open_return(shipped_order, qty=(2, 1))
+    tee = return_request.lines.get(order_line__seller_sku="TEE")  # 2 x 12.50 paid
+    with pytest.raises(ReturnError) as err:
+        svc.return_request_authorize(
+            return_request=return_request, line_amounts={tee.pk: Decimal("25.01")}
+        )
+    assert err.value.code == "invalid_refund_amount"
+    assert ReturnRequest.objects.get(pk=return_request.pk).status == R.REQUESTED
+    svc.return_request_authorize(
+        return_request=return_request, line_amounts={tee.pk: Decimal("20.00")}
+    )
+    svc.return_receive(return_request=return_request, lines={tee.pk: 1})
+    first = return_request.refunds.get()
+    assert first.lines.get().amount == Decimal("10.00")  # half the units, half the amount
+    svc.return_receive(return_request=return_request)
+    second = return_request.refunds.exclude(pk=first.pk).get()
+    amounts = {rl.return_line.order_line.seller_sku: rl.amount for rl in second.lines.all()}
+    assert amounts == {"TEE": Decimal("10.00"), "MUG": Decimal("12.50")}
+    with pytest.raises(ReturnError):  # every TEE unit is refunded: too late to change it
+        svc.return_refund_terms_set(
+            return_request=return_request, line_amounts={tee.pk: Decimal("5")}
+        )
+
+
+def test_inspect_with_the_same_idempotency_key_grades_once(setup, shipped_order):
+    return_request = open_return(shipped_order, qty=(2, 0))
+    svc.return_request_authorize(return_request=return_request)
+    svc.return_receive(return_request=return_request)
+    line = return_request.lines.get()
+    first = svc.return_inspect(return_line=line, grade="sellable", quantity=1, idempotency_key="i")
+    again = svc.return_inspect(return_line=line, grade="sellable", quantity=1, idempotency_key="i")
+    assert first is not None and again is None
+    line.refresh_from_db()
+    assert line.quantity_inspected == 1 and line.inspections.count() == 1
+
+
+def test_a_rule_can_refund_shipping(setup, shipped_order):
+    type(shipped_order).objects.filter(pk=shipped_order.pk).update(shipping_total=Decimal("4.99"))
+    AutoDecisionRule.objects.create(
+        name="cheap, with shipping",
+        action="returnless_refund",
+        max_value=Decimal("15"),
+        refund_shipping=True,
+    )
+    return_request = open_return(shipped_order, qty=(1, 0))
+    assert return_request.refund_shipping
+    refund = return_request.refunds.get()
+    assert (refund.amount, refund.shipping_amount) == (Decimal("12.50"), Decimal("4.99"))
+    AutoDecisionRule.objects.update(refund_shipping=False)
+    assert open_return(shipped_order, qty=(1, 0)).refunds.get().shipping_amount == 0
