@@ -79,9 +79,9 @@ HEALTH_SQL = [
     (
         "order defects",
         """INSERT INTO oms_orderdefect (order_id, kind, opened_at, source, external_id, note,
-               created_at)
+               channel_status, raw_payload, created_at)
            SELECT id, (ARRAY['a_to_z_claim', 'chargeback', 'negative_feedback'])[1 + id % 3],
-               purchased_at + interval '6 days', 'imported', '', '', now()
+               purchased_at + interval '6 days', 'imported', '', '', 'open', '{}', now()
            FROM oms_order
            WHERE id % 151 = 0 AND purchased_at > now() - interval '120 days'""",
     ),
@@ -118,10 +118,13 @@ def _loaded(url: str) -> str:
     """What this benchmark last prepared in the database ("" when nothing)."""
     import psycopg
 
-    with psycopg.connect(psycopg_dsn(url)) as conn:
-        row = conn.execute(
-            "SELECT obj_description('oms_metricsnapshot'::regclass, 'pg_class')"
-        ).fetchone()
+    try:
+        with psycopg.connect(psycopg_dsn(url)) as conn:
+            row = conn.execute(
+                "SELECT obj_description('oms_metricsnapshot'::regclass, 'pg_class')"
+            ).fetchone()
+    except psycopg.Error:  # no database yet, or not migrated
+        return ""
     return row[0] or ""
 
 
@@ -321,7 +324,9 @@ def main() -> None:
     url = _dashboard_database_url()
     os.environ["BENCH_DATABASE_URL"] = url
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    reload = _reload_requested()
+    # A database holding anything but this version's complete load (an older loader, a run
+    # that stopped half-way) is made anew.
+    reload = _reload_requested() or _loaded(url) != _marker()
     setup_django(fresh=reload)
     from django.test import Client
     from django.urls import reverse
@@ -330,7 +335,7 @@ def main() -> None:
     from bench.changelist import _load, _reference_data
 
     ref = _reference_data()
-    if reload or _loaded(url) != _marker():
+    if reload:
         print(f"loading {ORDERS:,} orders into {urlparse(url).path.lstrip('/')}", flush=True)
         _load(url, ref)
         _prepare(url, ref)
