@@ -1,7 +1,8 @@
 """Order defects in a real browser, against the Shopify simulator: the defect list and page
 show the channel's own status and whether each defect counts in the order defect rate, and a
 chargeback on an order not imported yet waits on the import errors page until Retry import
-attaches it to its order."""
+attaches it to its order. Staff enter a defect the channel does not report, and stop it
+counting."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from channels_app.models import OrderImportError
 from channels_app.services.defects import channel_defects_import
 from channels_app.services.imports import channel_orders_import
 from oms.health.services import order_defect_record, order_defect_remove
-from oms.models import Order, OrderDefect
+from oms.models import Order, OrderDefect, SalesChannel
+from oms.services.ingestion import order_ingest
 from tests.channels_django import conftest as channel_world
+from tests.oms.conftest import make_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -140,3 +143,42 @@ def test_retry_attaches_a_defect_once_its_order_has_arrived(admin_page, live_ser
     page.goto(f"{live_server.url}/admin/oms/orderdefect/?q={late_id}")
     late = _row(page, late_id)
     assert "Chargeback" in late.inner_text() and _counts(late) == "True"
+
+
+@pytest.fixture
+def webshop_order():
+    """Webshop order W-0001 bought on 24 November 2026, with no defect."""
+    shop = SalesChannel.objects.create(code="shop", name="Webshop", kind="shopify")
+    return order_ingest(channel=shop, record=make_record("W-0001", lines=(("MUG", 1),))).order
+
+
+def test_staff_enter_a_defect_then_stop_counting_it(admin_page, live_server, webshop_order):
+    page, order = admin_page, webshop_order
+    page.goto(f"{live_server.url}/admin/oms/orderdefect/add/")
+    page.fill("#id_order", str(order.pk))
+    page.select_option("#id_kind", label="Negative feedback (1-2 stars)")
+    page.fill("#id_opened_at_0", "2026-11-20")  # before the order was bought
+    page.fill("#id_opened_at_1", "10:00:00")
+    page.fill("#id_note", "2 stars: slow delivery")
+    with page.expect_navigation():
+        page.click("input[name=_save]")
+    assert "A claim or feedback cannot predate the order." in _text(
+        page, ".field-opened_at .errorlist"
+    )
+    assert not OrderDefect.objects.exists()
+
+    page.fill("#id_opened_at_0", "2026-11-25")
+    with page.expect_navigation():
+        page.click("input[name=_save]")
+    assert "was added successfully" in _text(page, ".messagelist .success")
+    row = _row(page, "W-0001")
+    assert "Entered by staff" in row.inner_text() and "browser-admin" in row.inner_text()
+    assert _counts(row) == "True"
+
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "stop_counting")
+    with page.expect_navigation():
+        page.click("button[name=index]")
+    assert _text(page, ".messagelist .success") == "1 defect(s) no longer count."
+    assert _counts(_row(page, "W-0001")) == "False"
+    assert OrderDefect.objects.get(order=order).removed_at is not None
