@@ -53,13 +53,14 @@ from channels_app.models import (
     WebhookEvent,
 )
 from channels_app.services.connection import channel_test_connection
+from channels_app.services.defects import DEFECT_ERROR_PREFIX
 from channels_app.services.fulfillment import fulfillment_request_send
 from channels_app.services.imports import channel_orders_import, import_error_retry
 from channels_app.services.policy import listing_quantity_explain, listings_for_skus
 from channels_app.services.sync import channel_listings_refresh, listings_refresh, push_retry
 from inventory.exceptions import DomainError
 from oms.admin import ReadOnlyAdminMixin, RoutingRuleInline
-from oms.models import Order, Shipment
+from oms.models import Order, OrderDefect, Shipment
 
 LIST_PER_PAGE = 100
 # Actions that call a channel or a service per row load the selection; beyond this the
@@ -1097,9 +1098,10 @@ class OrderImportErrorAdmin(ReadOnlyAdminMixin, ChannelsAdmin):
         url = reverse("admin:oms_order_change", args=[order.pk])
         return (
             format_html(
-                '{}: imported ({}) as <a href="{}">order {}</a>.',
+                '{}: imported ({}) {} <a href="{}">order {}</a>.',
                 label,
                 outcome,
+                "on" if _is_defect_error(error) else "as",
                 url,
                 order.external_id,
             ),
@@ -1134,9 +1136,25 @@ class OrderImportErrorAdmin(ReadOnlyAdminMixin, ChannelsAdmin):
 
 
 def _imported_order(error: OrderImportError) -> Order | None:
+    """The order the error's record is now on: the order itself, or for a claim, chargeback
+    or feedback (``defect:<channel id>``) the order it was attached to."""
     if not error.external_id:
         return None
+    if _is_defect_error(error):
+        defect = (
+            OrderDefect.objects.filter(
+                order__channel_id=error.channel_id,
+                external_id=error.external_id.removeprefix(DEFECT_ERROR_PREFIX),
+            )
+            .select_related("order")
+            .first()
+        )
+        return defect.order if defect else None
     return Order.objects.filter(channel_id=error.channel_id, external_id=error.external_id).first()
+
+
+def _is_defect_error(error: OrderImportError) -> bool:
+    return error.external_id.startswith(DEFECT_ERROR_PREFIX)
 
 
 @admin.register(SyncLog)

@@ -117,6 +117,20 @@ class CarrierPickupFormSet(forms.BaseInlineFormSet):
                 f"takes ({defaults} marked)."
             )
 
+    def save(self, commit: bool = True) -> list[CarrierPickup]:
+        if commit:
+            # One default per warehouse is a database constraint, checked row by row as the
+            # rows are saved in page order: the pickup giving the default up lets go first,
+            # whichever row takes it over.
+            letting_go = [
+                form.instance.pk
+                for form in self.initial_forms
+                if form.initial.get("is_default")
+                and (form in self.deleted_forms or not form.cleaned_data.get("is_default"))
+            ]
+            CarrierPickup.objects.filter(pk__in=letting_go).update(is_default=False)
+        return super().save(commit=commit)
+
 
 # -- stock operations -------------------------------------------------------------------------
 

@@ -322,7 +322,9 @@ def _save_line_amounts(return_request: ReturnRequest, line_amounts: dict[int, De
 
 
 def _line_refunded_amount(line: ReturnLine) -> Decimal:
-    return line.refund_lines.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    # SQLite drops the trailing zeros of a sum (10.00 comes back as 10): keep cents in messages.
+    total = line.refund_lines.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    return Decimal(total).quantize(CENT)
 
 
 @transaction.atomic

@@ -25,6 +25,7 @@ DEFECT_KINDS = {
     DefectKind.NEGATIVE_FEEDBACK: OrderDefect.Kind.NEGATIVE_FEEDBACK,
 }
 REMOVED_STATUS = "removed on the channel"
+DEFECT_ERROR_PREFIX = "defect:"
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DefectImportSummary(ImportSummary):
 
 def defect_error_id(channel_defect_id: str) -> str:
     """The import error key of a channel defect (order import errors use the order id)."""
-    return f"defect:{channel_defect_id}"
+    return f"{DEFECT_ERROR_PREFIX}{channel_defect_id}"
 
 
 def channel_offers_defects(channel: Channel) -> bool:
