@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "django_celery_beat",
     "inventory",
     "oms",
@@ -134,6 +135,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Inventory, orders, returns and channel integration for marketplace sellers.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "oms.models.OrderStatus",
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
