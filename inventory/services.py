@@ -619,7 +619,9 @@ def _reserve_levels(
         # Locks every level first, in primary-key order, seeing each one's latest version.
         "locked AS (SELECT l.sku_id, l.on_hand - l.reserved >= d.units AS enough "
         f"FROM {_STOCK_LEVEL_TABLE} l JOIN demand d ON d.sku_id = l.sku_id "
-        "WHERE l.warehouse_id = %s ORDER BY l.id FOR UPDATE OF l), "
+        # ``= ANY`` makes it look each level up by its (SKU, warehouse) key, not scan them all.
+        "WHERE l.warehouse_id = %s AND l.sku_id = ANY(%s::bigint[]) ORDER BY l.id "
+        "FOR UPDATE OF l), "
         f"level AS (UPDATE {_STOCK_LEVEL_TABLE} l SET reserved = l.reserved + d.units "
         "FROM demand d WHERE l.warehouse_id = %s AND l.sku_id = d.sku_id "
         "AND (SELECT count(*) FILTER (WHERE enough) FROM locked) = %s "
@@ -637,6 +639,7 @@ def _reserve_levels(
                 list(demand),
                 list(demand.values()),
                 warehouse.pk,
+                list(demand),
                 warehouse.pk,
                 len(demand),
                 *reservation_params,
