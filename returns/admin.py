@@ -65,7 +65,7 @@ from .models import (
     ReturnRequest,
     ReturnStatus,
 )
-from .services import RECEIVABLE_STATUSES, return_request_authorize
+from .services import RECEIVABLE_STATUSES, refunds_retry, return_request_authorize
 
 R = ReturnStatus
 LIST_PER_PAGE = 50
@@ -442,6 +442,16 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                     "url": reverse("admin:returns_returnrequest_refund_terms", args=[pk]),
                 }
             )
+        if self.has_decide_permission(request) and any(
+            refund.state == Refund.State.FAILED for refund in return_request.refunds.all()
+        ):
+            tools.append(
+                {
+                    "label": "Send failed refund again",
+                    "url": reverse("admin:returns_returnrequest_retry_refunds", args=[pk]),
+                    "post": True,
+                }
+            )
         if (
             self._may_mark_in_transit(request)
             and status == R.AUTHORIZED
@@ -488,6 +498,11 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
                 "<path:object_id>/approve/",
                 wrap(require_POST(self.approve_view)),
                 name="returns_returnrequest_approve",
+            ),
+            path(
+                "<path:object_id>/retry-refunds/",
+                wrap(require_POST(self.retry_refunds_view)),
+                name="returns_returnrequest_retry_refunds",
             ),
             path(
                 "<path:object_id>/reject/",
@@ -544,6 +559,22 @@ class ReturnRequestAdmin(BulkActionMixin, admin.ModelAdmin):
             self.message_user(request, _about(return_request, exc), messages.ERROR)
         else:
             self.message_user(request, f"Approved {after.rma}.", messages.SUCCESS)
+        return redirect("admin:returns_returnrequest_change", return_request.pk)
+
+    def retry_refunds_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_decide_permission(request):
+            raise PermissionDenied
+        return_request = self._return_or_404(request, object_id)
+        try:
+            sent = refunds_retry(return_request=return_request, actor=request.user)
+        except DomainError as exc:
+            self.message_user(request, _about(return_request, exc), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"{return_request.rma}: {len(sent)} failed refund(s) queued to send again.",
+                messages.SUCCESS,
+            )
         return redirect("admin:returns_returnrequest_change", return_request.pk)
 
     def form_view(

@@ -845,6 +845,33 @@ def refund_not_required(*, refund: Refund, reason: str) -> Refund:
     return refund
 
 
+@transaction.atomic
+def refunds_retry(*, return_request: ReturnRequest, actor: Actor) -> list[Refund]:
+    """Send again the return's refunds that finally failed (the channel refused them or stayed
+    down through every retry), once staff have fixed the cause. Each keeps its refund key, so
+    a first attempt that did reach the channel is found there, not paid twice. Raises
+    ``ReturnError`` when no refund of this return has failed."""
+    return_request = _lock(return_request)
+    failed = list(return_request.refunds.filter(state=Refund.State.FAILED).order_by("pk"))
+    if not failed:
+        raise ReturnError(
+            f"Return {return_request.rma} has no failed refund to send again.",
+            code="no_failed_refund",
+        )
+    for refund in failed:
+        Refund.objects.filter(pk=refund.pk).update(state=Refund.State.PENDING)
+        refund.state = Refund.State.PENDING
+        return_event(
+            return_request=return_request,
+            kind="refund_retried",
+            actor=actor,
+            message=f"sending {refund.refund_key} again (last error: {refund.error})",
+            refund=refund.pk,
+        )
+        transaction.on_commit(partial(nudge_task, settings.RETURNS_REFUND_TASK, refund.pk))
+    return failed
+
+
 # What a channel says about a return it reports, in the words of ``ChannelReturnState``.
 CHANNEL_STATES = ("requested", "authorized", "rejected", "closed", "refunded")
 

@@ -138,3 +138,21 @@ def test_approve_with_terms_change_them_and_stop_waiting(admin_page, live_server
     assert "stop waiting" not in tools and "receive" not in tools
     page.screenshot(path=DONE_SHOT, full_page=True)
     assert ReturnLine.objects.get(pk=tee.pk).quantity_not_returned == 1
+
+
+def test_send_a_failed_refund_again(admin_page, live_server, return_request):
+    """A refund the channel never took shows its error, and one click sends it again."""
+    page = admin_page
+    svc.return_request_authorize(return_request=return_request, actor="cs")
+    svc.return_receive(return_request=return_request, actor="dock")
+    refund = return_request.refunds.get()
+    svc.refund_result(refund=refund, ok=False, error="Shopify answered 503 all day", final=True)
+
+    page.goto(f"{live_server.url}/admin/returns/returnrequest/{return_request.pk}/change/")
+    assert "Shopify answered 503 all day" in _text(page, "#return-refunds")
+    with page.expect_navigation():
+        page.click("button.oms-tool:has-text('Send failed refund again')")
+    assert "1 failed refund(s) queued to send again" in _text(page, ".messagelist")
+    assert page.locator("button.oms-tool:has-text('Send failed refund again')").count() == 0
+    assert "sending" in _text(page, "#content-main").lower()
+    page.screenshot(path="/tmp/returns_admin_refund_sent_again.png", full_page=True)

@@ -5,16 +5,19 @@ from decimal import Decimal
 
 import pytest
 
+from channels_app.connectors.base import ConnectorRetryableError
 from channels_app.services.confirmations import shipment_confirm
 from channels_app.services.imports import channel_orders_import
-from channels_app.services.refunds import channel_returns_import, refund_send
+from channels_app.services.refunds import channel_returns_import, refund_give_up, refund_send
 from channels_app.services.sync import pushes_dispatch, stock_changes_process
 from channels_app.tasks import refund_send_task
 from inventory.models import StockLevel, Warehouse
 from oms.models import Order
 from oms.services.shipments import shipment_create
+from returns.exceptions import ReturnError
 from returns.models import Refund, ReturnRequest
 from returns.services import (
+    refunds_retry,
     return_inspect,
     return_receive,
     return_request_authorize,
@@ -329,3 +332,40 @@ def test_shopify_returns_come_from_graphql_and_follow_the_merchants_actions(
     assert waiting.refunds.count() == 1
     assert len(sim.refunds) == 1  # ours, for the approved return
     assert len(sim.refunds_of(order.external_id)) == 2  # and Shopify's own
+
+
+def test_a_finally_failed_refund_is_sent_again_by_staff_and_paid_once(
+    world, quarantine, django_capture_on_commit_callbacks
+):
+    """The channel fails every attempt until the task gives up: the refund ends failed,
+    visibly. Staff send it again once the channel is back, and it is paid once."""
+    sim, channel = world.sims["ebay"], world.channels["ebay"]
+    order, placed = shipped_order(world, "ebay")
+    line = order.lines.get()
+    sim.create_return(
+        channel_order_id(sim, placed), [(line.channel_line_id, 1)], reason="DEFECTIVE"
+    )
+    channel_returns_import(channel=channel)
+    return_request = ReturnRequest.objects.get(order=order)
+    if return_request.status == "requested":
+        return_request_authorize(return_request=return_request, actor="cs")
+    return_receive(return_request=return_request, actor="dock")
+    refund = Refund.objects.get(return_request=return_request)
+    sim.faults.fault_path, sim.faults.error_next = "refund", 1000
+    with pytest.raises(ConnectorRetryableError):
+        refund_send(refund_id=refund.pk)
+    refund_give_up(refund_id=refund.pk, error="eBay kept answering 500")  # the last retry
+    refund.refresh_from_db()
+    assert refund.state == "failed" and refund.error
+    assert sim.refunds_of(order.external_id) == []
+
+    sim.faults.error_next = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        [retried] = refunds_retry(return_request=return_request, actor="cs")
+    refund.refresh_from_db()
+    assert retried.pk == refund.pk and refund.state == "sent" and refund.channel_refund_id
+    assert len(sim.refunds_of(order.external_id)) == 1
+    assert "refund_retried" in set(return_request.events.values_list("kind", flat=True))
+    with pytest.raises(ReturnError):  # nothing failed any more
+        refunds_retry(return_request=return_request, actor="cs")
+    assert len(sim.refunds_of(order.external_id)) == 1

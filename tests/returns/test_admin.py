@@ -24,6 +24,7 @@ from returns.models import (
     AutoDecisionRule,
     Inspection,
     LateAnswerDaily,
+    Refund,
     ReturnAlert,
     ReturnRequest,
     ReturnStatus,
@@ -856,3 +857,23 @@ def test_alert_and_late_answer_lists_are_read_only(su_client, setup, shipped_ord
         assert su_client.get(reverse(f"admin:returns_{name}_add")).status_code == 403
     delete = reverse("admin:returns_returnalert_delete", args=[alert.pk])
     assert su_client.get(delete).status_code == 403
+
+
+def test_send_a_failed_refund_again(su_client, setup, shipped_order):
+    return_request = authorized(shipped_order, tee=1)
+    svc.return_receive(return_request=return_request)
+    refund = Refund.objects.get(return_request=return_request)
+    url = reverse("admin:returns_returnrequest_retry_refunds", args=[return_request.pk])
+    assert url not in su_client.get(change_url(return_request)).content.decode()
+
+    svc.refund_result(refund=refund, ok=False, error="channel down for good", final=True)
+    page = su_client.get(change_url(return_request)).content.decode()
+    assert url in page and "channel down for good" in page
+    assert su_client.get(url).status_code == 405  # a change: POST only
+
+    response = su_client.post(url, follow=True)
+    assert any("1 failed refund(s) queued to send again" in m for m in texts(response))
+    refund.refresh_from_db()
+    assert refund.state != Refund.State.FAILED
+    again = su_client.post(url, follow=True)
+    assert any("has no failed refund to send again" in m for m in texts(again))
