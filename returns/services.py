@@ -665,6 +665,13 @@ def return_inspect(
     return inspection
 
 
+def _refund_units(refund: Refund, line: ReturnLine, units: int, amount: Decimal) -> None:
+    """Put ``units`` of ``line`` in ``refund``; the line counts them as refunded (never again)."""
+    RefundLine.objects.create(refund=refund, return_line=line, quantity=units, amount=amount)
+    line.quantity_refunded += units
+    line.save(update_fields=["quantity_refunded"])
+
+
 # Refunds whose money has gone back (through us, outside an API, or by the channel itself).
 DONE_REFUND_STATES = [Refund.State.SENT, Refund.State.NOT_REQUIRED, Refund.State.BY_CHANNEL]
 
@@ -780,11 +787,7 @@ def refund_queue(*, return_request: ReturnRequest, actor: Actor = None) -> Refun
         if line.pk not in units:
             continue
         line_amount = _batch_amount(line, units[line.pk])
-        RefundLine.objects.create(
-            refund=refund, return_line=line, quantity=units[line.pk], amount=line_amount
-        )
-        line.quantity_refunded += units[line.pk]
-        line.save(update_fields=["quantity_refunded"])
+        _refund_units(refund, line, units[line.pk], line_amount)
         amount += line_amount
     refund.amount = amount
     refund.save(update_fields=["amount"])
@@ -1028,11 +1031,7 @@ def _channel_refund_record(
         units = line.quantity - line.quantity_refunded
         if units <= 0:
             continue
-        RefundLine.objects.create(
-            refund=refund, return_line=line, quantity=units, amount=parts[line.pk]
-        )
-        line.quantity_refunded += units
-        line.save(update_fields=["quantity_refunded"])
+        _refund_units(refund, line, units, parts[line.pk])
     return_event(
         return_request=return_request,
         kind="refunded_by_channel",
