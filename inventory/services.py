@@ -605,17 +605,53 @@ def _reserve_levels(
     reservations: list[Reservation],
     movements: list[StockMovement],
 ) -> list[int]:
-    """PostgreSQL: in one statement (data-modifying CTEs), lock the warehouse's stock levels
-    for ``demand`` (units per SKU id) in primary-key order, and only if on hand covers every
-    one of them take the units and insert the reservation and ledger rows. Returns the SKU
-    ids that were short or have no level (then nothing was written); on success fills in
-    the reservations' ids and stock levels."""
+    """PostgreSQL: in one statement (data-modifying CTEs), take ``demand`` (units per SKU id)
+    from the warehouse's stock levels if on hand covers every one of them
+    (``_take_levels_sql``) and insert the reservation and ledger rows. Returns the SKU ids
+    that were short or have no level (then nothing was written); on success fills in the
+    reservations' ids and stock levels."""
     reservation_insert, reservation_params = _insert_from_levels(
         Reservation, reservations, level_column="stock_level_id"
     )
     movement_insert, movement_params = _insert_from_levels(StockMovement, movements)
+    take, take_params, covered_query = _take_levels_sql(warehouse, demand)
     sql = (
-        "WITH demand AS (SELECT * FROM unnest(%s::bigint[], %s::integer[]) AS d(sku_id, units)), "
+        f"WITH {take}, "
+        f"reservation AS ({reservation_insert} RETURNING id, stock_level_id), "
+        f"movement AS ({movement_insert}) "
+        "SELECT ARRAY(SELECT id FROM reservation ORDER BY id), "
+        f"ARRAY(SELECT stock_level_id FROM reservation ORDER BY id), ARRAY({covered_query})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*take_params, *reservation_params, *movement_params])
+        ids, level_ids, covered = cursor.fetchone()
+    if not ids:
+        return [sku_id for sku_id in demand if sku_id not in covered]
+    for reservation, pk, level_id in zip(reservations, ids, level_ids, strict=True):
+        reservation.pk, reservation.stock_level_id = pk, level_id
+        reservation._state.adding, reservation._state.db = False, connection.alias
+    return []
+
+
+def _take_levels_sql(warehouse: Warehouse, demand: dict[int, int]) -> tuple[str, list, str]:
+    """The CTEs that take ``demand`` from the warehouse's levels, all or nothing, ending in
+    ``level`` (the levels taken: id, sku_id); their parameters; and a query for the SKU ids
+    that were covered.
+
+    One level (most orders) is found, checked and taken by a single conditional ``UPDATE``.
+    Several are first locked in primary-key order and checked (``locked``), then taken only
+    if every one covers its demand.
+    """
+    if len(demand) == 1:
+        [(sku_id, units)] = demand.items()
+        take = (
+            f"level AS (UPDATE {_STOCK_LEVEL_TABLE} SET reserved = reserved + %s "
+            "WHERE warehouse_id = %s AND sku_id = %s AND on_hand >= reserved + %s "
+            "RETURNING id, sku_id)"
+        )
+        return take, [units, warehouse.pk, sku_id, units], "SELECT sku_id FROM level"
+    take = (
+        "demand AS (SELECT * FROM unnest(%s::bigint[], %s::integer[]) AS d(sku_id, units)), "
         # Locks every level first, in primary-key order, seeing each one's latest version.
         "locked AS (SELECT l.sku_id, l.on_hand - l.reserved >= d.units AS enough "
         f"FROM {_STOCK_LEVEL_TABLE} l JOIN demand d ON d.sku_id = l.sku_id "
@@ -625,34 +661,10 @@ def _reserve_levels(
         f"level AS (UPDATE {_STOCK_LEVEL_TABLE} l SET reserved = l.reserved + d.units "
         "FROM demand d WHERE l.warehouse_id = %s AND l.sku_id = d.sku_id "
         "AND (SELECT count(*) FILTER (WHERE enough) FROM locked) = %s "
-        "RETURNING l.id, l.sku_id), "
-        f"reservation AS ({reservation_insert} RETURNING id, stock_level_id), "
-        f"movement AS ({movement_insert}) "
-        "SELECT ARRAY(SELECT id FROM reservation ORDER BY id), "
-        "ARRAY(SELECT stock_level_id FROM reservation ORDER BY id), "
-        "ARRAY(SELECT sku_id FROM locked WHERE enough)"
+        "RETURNING l.id, l.sku_id)"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                list(demand),
-                list(demand.values()),
-                warehouse.pk,
-                list(demand),
-                warehouse.pk,
-                len(demand),
-                *reservation_params,
-                *movement_params,
-            ],
-        )
-        ids, level_ids, covered = cursor.fetchone()
-    if not ids:
-        return [sku_id for sku_id in demand if sku_id not in covered]
-    for reservation, pk, level_id in zip(reservations, ids, level_ids, strict=True):
-        reservation.pk, reservation.stock_level_id = pk, level_id
-        reservation._state.adding, reservation._state.db = False, connection.alias
-    return []
+    params = [list(demand), list(demand.values()), warehouse.pk, list(demand), warehouse.pk]
+    return take, [*params, len(demand)], "SELECT sku_id FROM locked WHERE enough"
 
 
 def _insert_from_levels(model, objs: list, level_column: str = "") -> tuple[str, list]:
