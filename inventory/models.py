@@ -322,11 +322,17 @@ class Reservation(models.Model):
         RELEASED = "released", "Released"
         CONSUMED = "consumed", "Consumed (shipped)"
 
-    reference = models.CharField(max_length=100, db_index=True)
+    # Every reservation writes each index below, so only those a query uses are kept: by
+    # reference (an order's), active by stock level, by SKU and by the ordered SKU.
+    reference = models.CharField(max_length=100)
     line_reference = models.CharField(max_length=100, blank=True)
-    stock_level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="+")
+    stock_level = models.ForeignKey(
+        StockLevel, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     sku = models.ForeignKey(SKU, on_delete=models.PROTECT, related_name="+")
-    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="+")
+    warehouse = models.ForeignKey(
+        Warehouse, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     requested_sku = models.ForeignKey(
         SKU,
         on_delete=models.PROTECT,
@@ -343,11 +349,12 @@ class Reservation(models.Model):
 
     class Meta:
         indexes = [
+            models.Index(fields=["reference"], name="reservation_reference_idx"),
             models.Index(
                 fields=["stock_level"],
                 condition=Q(status="active"),
                 name="reservation_active_idx",
-            )
+            ),
         ]
         constraints = [
             models.CheckConstraint(
