@@ -17,7 +17,7 @@ from functools import cache
 from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Case, F, When
 from django.utils import timezone
 
@@ -673,10 +673,11 @@ def _insert_from_levels(model, objs: list, level_column: str = "") -> tuple[str,
     ``level_column`` takes the level's id. Columns, defaults and types come from the
     model's fields, as ``bulk_create`` would write them."""
     fields, insert, row, sku_name = _insert_shape(model, level_column)
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: ``connection`` is a proxy
     params = []
     for position, obj in enumerate(objs):
         params.append(position)
-        params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
+        params.extend(f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields)
     names = ", ".join(f"v{i}" for i in range(len(fields)))
     sql = (
         f"{insert} FROM (VALUES {', '.join([row] * len(objs))}) AS v(position, {names}) "
