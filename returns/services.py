@@ -63,6 +63,13 @@ def _lock(return_request: ReturnRequest | int) -> ReturnRequest:
     return ReturnRequest.objects.select_for_update().get(pk=pk)
 
 
+def _applied_before(return_request: ReturnRequest, kind: str, idempotency_key: str) -> bool:
+    """A ``kind`` step of this return was already recorded under ``idempotency_key``."""
+    return bool(idempotency_key) and (
+        return_request.events.filter(kind=kind, data__idempotency_key=idempotency_key).exists()
+    )
+
+
 def return_transition(
     *, return_request: ReturnRequest, to: str, actor: Actor, message: str = "", **data
 ) -> ReturnRequest:
@@ -452,12 +459,7 @@ def return_receive(
     authorized.
     """
     return_request = _lock(return_request)
-    if (
-        idempotency_key
-        and return_request.events.filter(
-            kind="received", data__idempotency_key=idempotency_key
-        ).exists()
-    ):
+    if _applied_before(return_request, "received", idempotency_key):
         return return_request
     if return_request.status not in RECEIVABLE_STATUSES:
         raise InvalidReturnTransition(
@@ -592,12 +594,7 @@ def return_inspect(
     quarantine warehouse as restock target.
     """
     return_request = _lock(return_line.return_request_id)
-    if (
-        idempotency_key
-        and return_request.events.filter(
-            kind="inspected", data__idempotency_key=idempotency_key
-        ).exists()
-    ):
+    if _applied_before(return_request, "inspected", idempotency_key):
         return None
     line = (
         ReturnLine.objects.select_for_update(of=("self",))
