@@ -371,26 +371,17 @@ class ShopifySimulator(SimulatorServer):
     def _disputes(self, request: Request) -> Response:
         """Newest first; ``status`` and ``initiated_at`` (one day) filters, ``limit`` with
         ``Link`` ``page_info`` paging (the cursor carries the filters)."""
-        limit = int(request.arg("limit", "50") or 50)
-        if not 1 <= limit <= 250:
-            raise SimulatorError("limit must be between 1 and 250", status=400)
-        page_info = request.arg("page_info")
-        if page_info:
-            if set(request.query) - {"limit", "page_info"}:
-                return json_response(
-                    {"errors": {"page_info": ["page_info cannot be combined with other filters"]}},
-                    status=400,
-                )
-            try:
-                cursor = json.loads(base64.urlsafe_b64decode(page_info.encode()))
-            except ValueError:
-                return json_response({"errors": {"page_info": ["Invalid value."]}}, status=400)
-        else:
-            cursor = {
+        limit, cursor, refusal = _page_request(
+            request,
+            allowed={"limit", "page_info"},
+            first={
                 "status": request.arg("status"),
                 "initiated_at": request.arg("initiated_at"),
                 "before": None,
-            }
+            },
+        )
+        if refusal:
+            return refusal
         rows = sorted(self.defects.values(), key=lambda d: d["id"], reverse=True)
         if cursor.get("status"):
             rows = [d for d in rows if d["status"] == cursor["status"]]
@@ -429,27 +420,17 @@ class ShopifySimulator(SimulatorServer):
         )
 
     def _orders(self, request: Request) -> Response:
-        limit = int(request.arg("limit", "50") or 50)
-        if not 1 <= limit <= 250:
-            raise SimulatorError("limit must be between 1 and 250", status=400)
-        page_info = request.arg("page_info")
-        if page_info:
-            # Shopify refuses filters on a page_info request: the cursor carries them.
-            if set(request.query) - {"limit", "page_info", "fields"}:
-                return json_response(
-                    {"errors": {"page_info": ["page_info cannot be combined with other filters"]}},
-                    status=400,
-                )
-            try:
-                cursor = json.loads(base64.urlsafe_b64decode(page_info.encode()))
-            except ValueError:
-                return json_response({"errors": {"page_info": ["Invalid value."]}}, status=400)
-        else:
-            cursor = {
+        limit, cursor, refusal = _page_request(
+            request,
+            allowed={"limit", "page_info", "fields"},
+            first={
                 "status": request.arg("status", "open"),
                 "updated_at_min": request.arg("updated_at_min"),
                 "after": None,
-            }
+            },
+        )
+        if refusal:
+            return refusal
         selected = self._select(cursor)
         page, more = selected[:limit], len(selected) > limit
         headers = {}
@@ -1241,3 +1222,24 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 
 def _id_list(value: str | None) -> set[int]:
     return {int(part) for part in (value or "").split(",") if part.strip()}
+
+
+def _page_request(
+    request: Request, *, allowed: set[str], first: dict
+) -> tuple[int, dict, Response | None]:
+    """A list request's ``limit`` and cursor: the first page's filters (``first``), or the
+    ones a ``page_info`` carries. Shopify refuses filters beside a ``page_info`` (only the
+    ``allowed`` arguments) and an unreadable one, with the answer returned third."""
+    limit = int(request.arg("limit", "50") or 50)
+    if not 1 <= limit <= 250:
+        raise SimulatorError("limit must be between 1 and 250", status=400)
+    page_info = request.arg("page_info")
+    if not page_info:
+        return limit, first, None
+    if set(request.query) - allowed:
+        errors = {"page_info": ["page_info cannot be combined with other filters"]}
+        return limit, {}, json_response({"errors": errors}, status=400)
+    try:
+        return limit, json.loads(base64.urlsafe_b64decode(page_info.encode())), None
+    except ValueError:
+        return limit, {}, json_response({"errors": {"page_info": ["Invalid value."]}}, status=400)
