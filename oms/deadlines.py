@@ -38,6 +38,17 @@ def _public_holidays(country: str, subdivision: str, year: int) -> frozenset[dat
     return frozenset(holidays.country_holidays(country, subdiv=subdivision or None, years=year))
 
 
+@functools.lru_cache(maxsize=512)
+def _holiday_calendar_check(country: str, subdivision: str) -> None:
+    """Refuse a country or subdivision the ``holidays`` package has no calendar for (cached:
+    every order's deadlines build a calendar)."""
+    try:
+        holidays.country_holidays(country, subdiv=subdivision or None)
+    except NotImplementedError as exc:
+        where = f"{country}-{subdivision}" if subdivision else country
+        raise ValueError(f"No public holiday calendar for {where!r}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class WarehouseCalendar:
     """When a warehouse hands parcels to its carrier. Validated on creation.
@@ -69,11 +80,7 @@ class WarehouseCalendar:
             raise ValueError(
                 f"Country {self.country!r} is not an ISO 3166-1 alpha-2 code such as 'US'."
             )
-        try:
-            holidays.country_holidays(self.country, subdiv=self.subdivision or None)
-        except NotImplementedError as exc:
-            where = f"{self.country}-{self.subdivision}" if self.subdivision else self.country
-            raise ValueError(f"No public holiday calendar for {where!r}: {exc}") from exc
+        _holiday_calendar_check(self.country, self.subdivision)
         for name in ("carrier_cutoff", "carrier_pickup"):
             if getattr(self, name).tzinfo is not None:
                 raise ValueError(f"{name} must be a naive local time in {self.time_zone}.")
