@@ -542,7 +542,27 @@ def stock_reserve(
     ``InvalidQuantity``; on any error nothing is written, and inside a caller's transaction
     no savepoint is needed: the caller may go on (try another warehouse, hold the order).
     """
-    if not reference:
+    return _reserve(warehouse, [(reference, items)], actor, idempotency_key)
+
+
+def stock_reserve_many(
+    *, warehouse: Warehouse | str, requests: Sequence[tuple[str, Sequence]], actor: Actor = None
+) -> list[Reservation]:
+    """Reserve several orders in one warehouse at once (a page of imported orders): every
+    one of them, or none.
+
+    ``requests`` holds ``(reference, items)`` pairs, each as ``stock_reserve`` takes them;
+    demand is summed per SKU across all of them, so the stock levels are taken in one
+    statement on PostgreSQL. Raises as ``stock_reserve`` does (``InsufficientStock`` for the
+    combined demand), having written nothing.
+    """
+    return _reserve(warehouse, requests, actor, "")
+
+
+def _reserve(
+    warehouse: Warehouse | str, requests: Sequence[tuple[str, Sequence]], actor: Actor, key: str
+) -> list[Reservation]:
+    if not requests or not all(reference for reference, _ in requests):
         raise InvalidStockOperation("A reservation needs a reference.", code="reference_required")
     warehouse = _warehouse(warehouse)
     if not warehouse.is_sellable:
@@ -550,36 +570,43 @@ def stock_reserve(
             f"{warehouse.code} is a quarantine warehouse: its stock cannot be reserved.",
             code="not_sellable",
         )
-    rows, demand = _expand(items)
-    reservations = [
-        Reservation(
-            reference=reference,
-            line_reference=line_ref,
-            sku=component,
-            warehouse=warehouse,
-            requested_sku=requested,
-            units_per_item=per_item,
-            quantity=units,
+    reservations, movements, demand = [], [], defaultdict(int)
+    for reference, items in requests:
+        rows, order_demand = _expand(items)
+        for sku_id, units in order_demand.items():
+            demand[sku_id] += units
+        ours = [
+            Reservation(
+                reference=reference,
+                line_reference=line_ref,
+                sku=component,
+                warehouse=warehouse,
+                requested_sku=requested,
+                units_per_item=per_item,
+                quantity=units,
+            )
+            for line_ref, requested, component, units, per_item in rows
+        ]
+        reservations.extend(ours)
+        movements.extend(
+            _ledger_rows(
+                [
+                    _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
+                    for r in ours
+                ],
+                reason="",
+                reference=reference,
+                key=key,
+                actor=actor,
+            )
         )
-        for line_ref, requested, component, units, per_item in rows
-    ]
-    movements = _ledger_rows(
-        [
-            _Entry(Kind.RESERVATION, r.sku_id, warehouse.pk, reserved_delta=r.quantity)
-            for r in reservations
-        ],
-        reason="",
-        reference=reference,
-        key=idempotency_key,
-        actor=actor,
-    )
     # On PostgreSQL the stock is taken with its reservation and ledger rows in a single
     # statement, which is atomic by itself: no transaction is opened for it alone.
     one_statement = connection.vendor == "postgresql"
-    needs_transaction = bool(idempotency_key) or not one_statement
+    needs_transaction = bool(key) or not one_statement
     with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
-        if not _claim(idempotency_key, "reserve", reference):
-            return list(Reservation.objects.filter(reference=reference, status="active"))
+        if not _claim(key, "reserve", requests[0][0]):
+            return list(Reservation.objects.filter(reference=requests[0][0], status="active"))
         if one_statement:
             short = _reserve_levels(warehouse, demand, reservations, movements)
         else:
@@ -592,8 +619,8 @@ def stock_reserve(
         if not short:
             outbox.stock_changed()
             return reservations
-        if idempotency_key:  # nothing was reserved: a retry with this key must try again
-            IdempotencyRecord.objects.filter(key=idempotency_key).delete()
+        if key:  # nothing was reserved: a retry with this key must try again
+            IdempotencyRecord.objects.filter(key=key).delete()
     # Raised outside the block, having written nothing, so the caller's transaction stays
     # usable.
     raise _shortage(warehouse, demand, short)
