@@ -180,11 +180,12 @@ def refunds_sweep_task() -> int:
 
 
 @shared_task
-def fulfillment_sync_order_task(order_id: int) -> int:
-    """Nudged after an order's status or address changes: tell its API warehouse."""
+def fulfillment_sync_order_task(*order_ids: int) -> int:
+    """Nudged after orders' status or address changes (one or a page of them): tell their
+    API warehouses."""
     from channels_app.services.fulfillment import fulfillment_sync_order
 
-    return len(fulfillment_sync_order(order_id=order_id))
+    return sum(len(fulfillment_sync_order(order_id=order_id)) for order_id in order_ids)
 
 
 @shared_task

@@ -30,9 +30,34 @@ def order_event(
 ) -> OrderEvent:
     """Append one entry to the order's timeline; status and address changes also nudge, after
     commit, the task that tells the order's warehouse (``OMS_ORDER_CHANGED_TASK``)."""
-    if kind in ("status", "address_changed") and settings.OMS_ORDER_CHANGED_TASK:
-        transaction.on_commit(partial(_nudge_order_changed, order.pk))
-    return OrderEvent.objects.create(
+    if kind in ("status", "address_changed"):
+        orders_changed_nudge([order.pk])
+    event = order_event_row(
+        order=order,
+        kind=kind,
+        actor=actor,
+        message=message,
+        from_status=from_status,
+        to_status=to_status,
+        **data,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def order_event_row(
+    *,
+    order: Order,
+    kind: str,
+    actor: Actor,
+    message: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    **data,
+) -> OrderEvent:
+    """An unsaved timeline entry, for writers that insert many at once (and nudge with
+    ``orders_changed_nudge`` themselves)."""
+    return OrderEvent(
         order=order,
         kind=kind,
         message=message[:500],
@@ -43,5 +68,12 @@ def order_event(
     )
 
 
-def _nudge_order_changed(order_id: int) -> None:
-    nudge_task(settings.OMS_ORDER_CHANGED_TASK, order_id, coalesce_ms=200)
+def orders_changed_nudge(order_ids: list[int]) -> None:
+    """After commit, nudge the task that tells the orders' warehouses
+    (``OMS_ORDER_CHANGED_TASK``): one message for all of them."""
+    if settings.OMS_ORDER_CHANGED_TASK and order_ids:
+        transaction.on_commit(partial(_nudge_order_changed, *order_ids))
+
+
+def _nudge_order_changed(*order_ids: int) -> None:
+    nudge_task(settings.OMS_ORDER_CHANGED_TASK, *order_ids, coalesce_ms=200)
