@@ -16,7 +16,7 @@ from channels_app.models import Channel, Listing, OrderImportError, SyncLog
 from inventory.exceptions import DomainError
 from inventory.models import SKU
 from oms.records import OrderRecord
-from oms.services.ingestion import order_ingest
+from oms.services.ingestion import order_ingest, orders_ingest_new
 
 from .connection import channel_connector, channel_health_record
 
@@ -98,12 +98,17 @@ def order_record_import(
         )
         return "failed"
     if open_errors is None or record.channel_order_id in open_errors:
-        OrderImportError.objects.filter(
-            channel=channel, external_id=record.channel_order_id, resolved_at__isnull=True
-        ).update(resolved_at=timezone.now())
+        _import_errors_resolve(channel, [record.channel_order_id])
     if result.created:
         return "created"
     return "updated" if result.changed else "unchanged"
+
+
+def _import_errors_resolve(channel: Channel, external_ids) -> None:
+    if external_ids:
+        OrderImportError.objects.filter(
+            channel=channel, external_id__in=list(external_ids), resolved_at__isnull=True
+        ).update(resolved_at=timezone.now())
 
 
 def channel_orders_import(*, channel: Channel) -> ImportSummary:
@@ -129,7 +134,17 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
     connector = channel_connector(channel)
     try:
         for page in connector.fetch_orders(updated_after=cursor - overlap):
+            created = orders_ingest_new(
+                channel=channel,
+                records=page.records,
+                sku_resolver=resolver,
+                actor=f"import:{channel.code}",
+            )
+            _import_errors_resolve(channel, created.keys() & open_errors)
+            summary.created += len(created)
             for record in page.records:
+                if created.pop(record.channel_order_id, None):
+                    continue  # a repeat of the id later in the page is imported as usual
                 outcome = order_record_import(
                     channel=channel, record=record, resolver=resolver, open_errors=open_errors
                 )
