@@ -60,17 +60,26 @@ def order_candidate_warehouses(*, order: Order) -> list[Warehouse]:
 _MERCHANT_KINDS = (Warehouse.Kind.OWN, Warehouse.Kind.THREE_PL)
 
 
-def _reserve_whole(order: Order, warehouses: list[Warehouse], items: list) -> Warehouse | None:
+def _reserve_whole(
+    order: Order, warehouses: list[Warehouse], items: list, actor: Actor
+) -> Warehouse | None:
     for warehouse in warehouses:
         try:
-            stock_reserve(warehouse=warehouse, items=items, reference=order.reservation_reference)
+            stock_reserve(
+                warehouse=warehouse,
+                items=items,
+                reference=order.reservation_reference,
+                actor=actor,
+            )
         except InsufficientStock:
             continue
         return warehouse
     return None
 
 
-def _reserve_split(order: Order, warehouses: list[Warehouse], items: list) -> dict | None:
+def _reserve_split(
+    order: Order, warehouses: list[Warehouse], items: list, actor: Actor
+) -> dict | None:
     """Each line from the first warehouse that can cover it whole; all or nothing."""
     placed = {}
     try:
@@ -79,7 +88,10 @@ def _reserve_split(order: Order, warehouses: list[Warehouse], items: list) -> di
                 for warehouse in warehouses:
                     try:
                         stock_reserve(
-                            warehouse=warehouse, items=[item], reference=order.reservation_reference
+                            warehouse=warehouse,
+                            items=[item],
+                            reference=order.reservation_reference,
+                            actor=actor,
                         )
                     except InsufficientStock:
                         continue
@@ -174,10 +186,10 @@ def allocate_locked(
             detail="No warehouse is set up to fulfil this channel's orders.",
             actor=actor,
         )
-    chosen = _reserve_whole(order, warehouses, items)
+    chosen = _reserve_whole(order, warehouses, items, actor)
     split = None
     if chosen is None and order.channel.allow_split_shipments and len(items) > 1:
-        split = _reserve_split(order, warehouses, items)
+        split = _reserve_split(order, warehouses, items, actor)
     if chosen is None and split is None:
         if pending:
             order_event(order=order, kind="soft_hold_failed", actor=actor, message="no stock")
