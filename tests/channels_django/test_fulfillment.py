@@ -92,6 +92,16 @@ def test_amazon_order_to_3pl_to_confirmation_to_delivery_without_a_manual_step(w
     assert shipment.tracking_events.filter(status="delivered").exists()
 
 
+def test_every_order_of_an_imported_page_reaches_the_3pl(world, loop):
+    for _ in range(3):
+        world.sims["amazon"].create_order([("MUG", 1)])
+    channel_orders_import(channel=loop["amazon"])  # one nudge for the page's new orders
+    orders = Order.objects.filter(channel=loop["amazon"])
+    assert sorted(orders.values_list("status", flat=True)) == ["released"] * 3
+    assert {o.fulfillment_requests.get().state for o in orders} == {"sent"}
+    assert len(loop["threepl"].orders) == 3
+
+
 def _post(client, url, body: dict, secret=SECRET, key="evt-1"):
     raw = json.dumps(body).encode()
     return client.post(

@@ -121,3 +121,18 @@ def test_unmappable_sku_order_is_held_not_lost(world):
     order = Order.objects.get(channel=channel)
     assert (order.status, order.hold_reason) == ("on_hold", "unknown_sku")
     assert json.dumps(order.raw_payload)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_page_beyond_the_stock_allocates_in_order_and_holds_the_rest(world, kind):
+    sim, channel = world.sims[kind], world.channels[kind]
+    for _ in range(4):  # 12 mugs asked for, 10 on hand
+        sim.create_order([("MUG", 3)], respect_quantity=False)
+    summary = channel_orders_import(channel=channel)
+    assert (summary.created, summary.failed) == (4, 0)
+    orders = list(Order.objects.filter(channel=channel).order_by("purchased_at", "pk"))
+    assert [order.status for order in orders] == ["allocated"] * 3 + ["on_hold"]
+    held = orders[-1]
+    assert held.hold_reason == "insufficient_stock" and held.oversold
+    assert reserved(world) == 9
+    assert all(order.events.filter(kind="imported").count() == 1 for order in orders)

@@ -205,6 +205,32 @@ def test_reserve_sums_demand_per_component_across_lines(wh, mug, lid, gift_set):
     assert selectors.stock_available(sku=gift_set) == 0
 
 
+def test_reserve_many_takes_every_order_or_none(wh, mug, lid):
+    services.stock_receive(sku=mug, warehouse=wh, quantity=5)
+    services.stock_receive(sku=lid, warehouse=wh, quantity=5)
+    page = [("order:1", [(mug, 2, "1"), (lid, 1, "2")]), ("order:2", [(mug, 3, "3")])]
+    with pytest.raises(InsufficientStock) as err:
+        services.stock_reserve_many(warehouse=wh, requests=[*page, ("order:3", [(mug, 1, "4")])])
+    assert err.value.shortages == {"MUG": (6, 5)}
+    assert not Reservation.objects.exists() and level(mug, wh).reserved == 0
+    services.stock_reserve_many(warehouse=wh, requests=page, actor="import:shop")
+    assert (level(mug, wh).reserved, level(lid, wh).reserved) == (5, 1)
+    held = Reservation.objects.order_by("line_reference")
+    assert [(r.reference, r.line_reference, r.sku_id, r.quantity) for r in held] == [
+        ("order:1", "1", mug.pk, 2),
+        ("order:1", "2", lid.pk, 1),
+        ("order:2", "3", mug.pk, 3),
+    ]
+    ledger = StockMovement.objects.filter(kind="reservation").order_by("pk")
+    assert [(m.reference, m.reserved_delta, m.actor_label) for m in ledger] == [
+        ("order:1", 2, "import:shop"),
+        ("order:1", 1, "import:shop"),
+        ("order:2", 3, "import:shop"),
+    ]
+    services.reservation_release(reference="order:2")
+    assert level(mug, wh).reserved == 2
+
+
 def test_bundle_availability_is_min_of_components_per_bundle(wh, mug, lid, gift_set):
     services.stock_receive(sku=mug, warehouse=wh, quantity=7)
     services.stock_receive(sku=lid, warehouse=wh, quantity=10)
