@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
+from inventory.bulk import rows_insert
 from inventory.exceptions import InsufficientStock
 from inventory.models import SKU, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
@@ -246,11 +247,11 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
 def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Actor) -> None:
     """Insert the planned orders, allocated, with their lines, reservations (one statement
     per warehouse), payload versions and timeline; ``_StockMoved`` when the stock is short."""
-    Order.objects.bulk_create([order for order, _, _ in planned])
+    rows_insert(Order, [order for order, _, _ in planned])
     for order, _, lines in planned:
         for line in lines:
             line.order = order
-    OrderLine.objects.bulk_create([line for _, _, lines in planned for line in lines])
+    rows_insert(OrderLine, [line for _, _, lines in planned for line in lines])
     by_warehouse: dict[Warehouse, list] = {}
     for order, _, lines in planned:
         items = [(line.sku, line.quantity, line.reservation_line) for line in lines]
@@ -277,7 +278,7 @@ def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Act
                 warehouse=order.warehouse.code,
             )
         )
-    OrderEvent.objects.bulk_create(events)
+    rows_insert(OrderEvent, events)
     orders_changed_nudge([order.pk for order, _, _ in planned])
 
 

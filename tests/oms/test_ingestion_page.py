@@ -4,7 +4,7 @@ timeline as ingesting each record in turn, and everything unusual left to ``orde
 from dataclasses import replace
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from inventory import services as stock
 from inventory.models import Reservation, StockLevel, StockMovement
@@ -120,3 +120,13 @@ def test_stock_taken_before_reserving_writes_nothing(amazon, stocked, mug):
     assert not Order.objects.exists() and not OrderPayloadVersion.objects.exists()
     assert reserved(mug, stocked["nyc"]) == 5
     assert list(Reservation.objects.values_list("reference", flat=True)) == ["other"]
+
+
+def test_an_order_another_worker_stored_meanwhile_refuses_the_whole_page(amazon, stocked, mug):
+    page = [make_record("C-1"), make_record("C-2")]
+    planned = _plan_new_orders(amazon, page, lambda codes: {mug.code: mug})
+    order_ingest(channel=amazon, record=make_record("C-2"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _create_allocated(planned, actor="import")
+    assert list(Order.objects.values_list("external_id", flat=True)) == ["C-2"]
+    assert reserved(mug, stocked["nyc"]) == 2

@@ -1,0 +1,41 @@
+"""Writing many rows at once (the base layer's helper, for every app): a channel's page of
+orders is stored with it."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.models import Model
+
+
+def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
+    """Insert ``objs`` (unsaved instances of ``model``) and set their primary keys, as
+    ``bulk_create`` does (no signals, no ``save()``).
+
+    On PostgreSQL the rows go through ``COPY``, their ids drawn from the table's sequence
+    first: for a page of orders with their JSON payloads that costs about a quarter of the
+    ``INSERT`` ``bulk_create`` sends. Other databases use ``bulk_create``.
+    """
+    if not objs or connection.vendor != "postgresql":
+        return model.objects.bulk_create(objs)
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in [meta.pk.column, *(f.column for f in fields)])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [quote(meta.db_table), meta.pk.column, len(objs)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
+        ):
+            for pk, obj in zip(ids, objs, strict=True):
+                copy.write_row(
+                    [pk, *(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)]
+                )
+    for pk, obj in zip(ids, objs, strict=True):
+        obj.pk = pk
+        obj._state.adding, obj._state.db = False, connection.alias
+    return objs
