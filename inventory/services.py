@@ -23,6 +23,7 @@ from django.db.models import Case, F, When
 from django.utils import timezone
 
 from . import outbox, selectors
+from .bulk import rows_insert
 from .exceptions import (
     InsufficientStock,
     InvalidQuantity,
@@ -44,7 +45,7 @@ from .models import (
 Actor = AbstractBaseUser | str | None
 Kind = StockMovement.Kind
 _STOCK_LEVEL_TABLE = connection.ops.quote_name(StockLevel._meta.db_table)
-# A reservation of up to this many rows (an order's lines) is a prepared statement.
+# A reservation of up to this many rows (an order's lines) is one prepared statement.
 _PREPARED_ROWS = 10
 
 
@@ -603,9 +604,10 @@ def _reserve(
                 actor=actor,
             )
         )
-    # On PostgreSQL the stock is taken with its reservation and ledger rows in a single
-    # statement, which is atomic by itself: no transaction is opened for it alone.
-    one_statement = connection.vendor == "postgresql"
+    # On PostgreSQL an order's reservation is taken with its reservation and ledger rows in
+    # a single prepared statement, which is atomic by itself: no transaction is opened for it
+    # alone. A page of orders' many rows are written by COPY once their levels are taken.
+    one_statement = connection.vendor == "postgresql" and len(reservations) <= _PREPARED_ROWS
     needs_transaction = bool(key) or not one_statement
     with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
         if not _claim(key, "reserve", requests[0][0]):
@@ -617,8 +619,8 @@ def _reserve(
             if not short:
                 for reservation in reservations:
                     reservation.stock_level_id = level_ids[reservation.sku_id]
-                Reservation.objects.bulk_create(reservations)
-                StockMovement.objects.bulk_create(movements)  # outbox rows by trigger
+                rows_insert(Reservation, reservations)
+                rows_insert(StockMovement, movements)  # outbox rows by trigger
         if not short:
             outbox.stock_changed()
             return reservations
@@ -653,15 +655,10 @@ def _reserve_levels(
         f"ARRAY(SELECT stock_level_id FROM reservation ORDER BY id), ARRAY({covered_query})"
     )
     connection.ensure_connection()
-    # Bound on the server; an order's few rows make a statement prepared once per connection
-    # (when settings allow: DATABASE_PREPARED_STATEMENTS), which spares planning it on every
-    # call. A page of orders is planned each time instead of filling the statement cache.
+    # Bound on the server and prepared once per connection (when settings allow:
+    # DATABASE_PREPARED_STATEMENTS), which spares planning it on every call.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(
-            sql,
-            [*take_params, *reservation_params, *movement_params],
-            prepare=len(reservations) <= _PREPARED_ROWS or None,
-        )
+        cursor.execute(sql, [*take_params, *reservation_params, *movement_params], prepare=True)
         ids, level_ids, covered = cursor.fetchone()
     if not ids:
         return [sku_id for sku_id in demand if sku_id not in covered]

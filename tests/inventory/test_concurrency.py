@@ -90,3 +90,67 @@ def test_sixteen_threads_two_thousand_orders_five_hundred_units():
     assert 0 < succeeded < ORDERS
     assert Reservation.objects.values("reference").distinct().count() == succeeded
     assert selectors.stock_ledger_mismatches() == []
+
+
+def _reserve_pages(pages, warehouse, outcomes, errors):
+    try:
+        for name, requests in pages:
+            try:
+                services.stock_reserve_many(warehouse=warehouse, requests=requests)
+                outcomes[name] = True
+            except InsufficientStock:
+                outcomes[name] = False
+            except Exception as exc:  # a deadlock or constraint error would land here
+                errors.append(repr(exc))
+    finally:
+        connection.close()
+
+
+def test_pages_of_orders_and_single_orders_together_never_oversell():
+    rng = random.Random(20261127)
+    warehouse = Warehouse.objects.create(code="main")
+    skus = [SKU.objects.create(code=f"SKU-{i}") for i in range(6)]
+    for sku in skus:
+        services.stock_receive(sku=sku, warehouse=warehouse, quantity=150)
+
+    def order(reference):
+        lines = rng.sample(skus, rng.randint(1, 3))  # lines in random order
+        return reference, [
+            (sku, rng.randint(1, 2), f"{reference}/{k}") for k, sku in enumerate(lines)
+        ]
+
+    singles = [order(f"single-{n}") for n in range(400)]
+    pages = [(f"page-{p}", [order(f"page-{p}/{n}") for n in range(12)]) for p in range(40)]
+    outcomes, errors = {}, []
+    threads = [
+        threading.Thread(target=_place_orders, args=(singles[i::4], warehouse, outcomes, errors))
+        for i in range(4)
+    ] + [
+        threading.Thread(target=_reserve_pages, args=(pages[i::4], warehouse, outcomes, errors))
+        for i in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == [], errors[:5]
+    granted = [ref for ref, items in singles if outcomes[ref]]
+    for name, requests in pages:
+        refs = {ref for ref, _ in requests}
+        stored = set(
+            Reservation.objects.filter(reference__in=refs).values_list("reference", flat=True)
+        )
+        assert stored == (refs if outcomes[name] else set()), name  # a page: all or none
+        if outcomes[name]:
+            granted.extend(refs)
+    expected = defaultdict(int)
+    items_of = dict(singles) | {ref: items for _, requests in pages for ref, items in requests}
+    for ref in granted:
+        for sku, quantity, _ in items_of[ref]:
+            expected[sku.pk] += quantity
+    for level in StockLevel.objects.filter(warehouse=warehouse):
+        assert 0 <= level.reserved <= level.on_hand == 150
+        assert level.reserved == expected[level.sku_id]
+    assert 0 < sum(outcomes.values()) < len(outcomes)
+    assert selectors.stock_ledger_mismatches() == []

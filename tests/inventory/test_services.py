@@ -231,6 +231,26 @@ def test_reserve_many_takes_every_order_or_none(wh, mug, lid):
     assert level(mug, wh).reserved == 2
 
 
+def test_reserve_many_for_a_whole_page_writes_every_row_or_none(wh, mug, lid):
+    from inventory.models import StockChange
+
+    services.stock_receive(sku=mug, warehouse=wh, quantity=30)
+    services.stock_receive(sku=lid, warehouse=wh, quantity=30)
+    page = [(f"order:{i}", [(mug, 2, f"{i}a"), (lid, 1, f"{i}b")]) for i in range(15)]
+    with pytest.raises(InsufficientStock) as err:
+        services.stock_reserve_many(warehouse=wh, requests=[*page, ("order:x", [(lid, 16)])])
+    assert err.value.shortages == {"LID": (31, 30)}
+    assert not Reservation.objects.exists() and level(mug, wh).reserved == 0
+    changes = StockChange.objects.count()
+    held = services.stock_reserve_many(warehouse=wh, requests=page, actor="import:shop")
+    assert len(held) == 30 and all(r.pk and r.stock_level_id for r in held)
+    assert (level(mug, wh).reserved, level(lid, wh).reserved) == (30, 15)
+    assert Reservation.objects.filter(reference="order:7", status="active").count() == 2
+    assert StockMovement.objects.filter(kind="reservation", actor_label="import:shop").count() == 30
+    assert StockChange.objects.count() > changes  # the outbox trigger saw the rows
+    assert services.stock_ledger_repair(repair=False) == []
+
+
 def test_bundle_availability_is_min_of_components_per_bundle(wh, mug, lid, gift_set):
     services.stock_receive(sku=mug, warehouse=wh, quantity=7)
     services.stock_receive(sku=lid, warehouse=wh, quantity=10)
