@@ -3,9 +3,10 @@
 Each order has 1-5 lines of distinct SKUs against plenty of stock, so every order allocates.
 The floor, measured in the same run, is raw SQL through psycopg writing the same rows in one
 transaction per order: the order, its lines, the conditional stock update and one reservation
-and one ledger row per line, and the payload version. (The service also looks the order up,
-routes it, computes its deadlines, writes three timeline events and the stock-change outbox
-rows; that is the price of the real path the ratio shows.) Headline: ``RESULT order_ingest``
+and one ledger row per line (the ledger's trigger adds the stock-change outbox rows), the
+payload version and the two timeline events. (The service also looks the order up, maps its
+SKUs, routes it and computes its deadlines; that is the price of the real path the ratio
+shows.) Headline: ``RESULT order_ingest``
 for 4 workers. ``BENCH_SECONDS`` sets each measurement's length (default 4).
 """
 
@@ -227,6 +228,19 @@ def main() -> None:
                 "INSERT INTO oms_orderpayloadversion (order_id, payload_hash, payload,"
                 " received_at) VALUES (%s, %s, %s, now())",
                 [order_id, digest, Jsonb(payload)],
+            )
+            conn.execute(
+                "INSERT INTO oms_orderevent (order_id, kind, from_status, to_status, message,"
+                " data, actor_label, created_at) VALUES"
+                " (%s, 'imported', '', 'awaiting', 'imported from bench (unshipped)', %s,"
+                " 'import', now()),"
+                " (%s, 'status', 'awaiting', 'allocated', '', %s, 'import', now())",
+                [
+                    order_id,
+                    Jsonb({"channel_status": "unshipped"}),
+                    order_id,
+                    Jsonb({"warehouse": warehouse.code}),
+                ],
             )
 
     figures = {}
