@@ -130,3 +130,32 @@ def test_an_order_another_worker_stored_meanwhile_refuses_the_whole_page(amazon,
         _create_allocated(planned, actor="import")
     assert list(Order.objects.values_list("external_id", flat=True)) == ["C-2"]
     assert reserved(mug, stocked["nyc"]) == 2
+
+
+def test_rows_go_in_by_copy_as_bulk_create_would_store_them(amazon, stocked):
+    from decimal import Decimal
+
+    from inventory.bulk import COPY_MIN_ROWS, rows_insert
+    from oms.services.ingestion import _order_from_record, _payload
+
+    def orders(prefix):
+        made = []
+        for i in range(COPY_MIN_ROWS + 2):
+            record = replace(make_record(f"{prefix}-{i}"), total=Decimal(f"{i}.05"))
+            order = _order_from_record(amazon, record, *_payload(record))
+            order.is_prime, order.warehouse = bool(i % 2), stocked["nyc"] if i % 3 else None
+            made.append(order)
+        return made
+
+    copied = rows_insert(Order, orders("copy"))
+    assert all(order.pk and not order._state.adding for order in copied)
+    Order.objects.bulk_create(orders("bulk"))
+    differing = {"id", "external_id", "raw_payload", "payload_hash", "created_at", "updated_at"}
+
+    def stored(prefix):
+        rows = Order.objects.filter(external_id__startswith=prefix).order_by("id").values()
+        return [{k: v for k, v in row.items() if k not in differing} for row in rows]
+
+    assert stored("copy") == stored("bulk")
+    in_order = Order.objects.filter(pk__in=[o.pk for o in copied]).order_by("id")
+    assert [o.raw_payload["id"] for o in in_order] == [o.external_id for o in copied]
