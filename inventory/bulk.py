@@ -3,30 +3,39 @@ orders is stored with it."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Model
 
 # Fewer rows go in by one INSERT: COPY needs a statement more (the ids).
 COPY_MIN_ROWS = 10
-# Fields whose database value is the attribute itself when that is a plain str, int or bool
-# (or None): no field code needs to run for them. Exact classes only: a subclass may convert.
-_PLAIN_FIELDS = frozenset(
-    {
-        models.CharField,
-        models.TextField,
-        models.EmailField,
-        models.SlugField,
-        models.IntegerField,
-        models.SmallIntegerField,
-        models.BigIntegerField,
-        models.PositiveIntegerField,
-        models.PositiveSmallIntegerField,
-        models.PositiveBigIntegerField,
-        models.BooleanField,
-        models.ForeignKey,
-    }
-)
-_PLAIN_VALUES = (str, int, bool, type(None))
+# On PostgreSQL these fields store the attribute as it is when it has one of these types:
+# no field code needs to run for it. Exact classes only (a subclass may convert); datetimes
+# only aware ones, and not for fields that stamp the time themselves.
+_PLAIN = (str, int, bool, type(None))
+_AS_IS = {
+    **dict.fromkeys(
+        (
+            models.CharField,
+            models.TextField,
+            models.EmailField,
+            models.SlugField,
+            models.IntegerField,
+            models.SmallIntegerField,
+            models.BigIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveSmallIntegerField,
+            models.PositiveBigIntegerField,
+            models.BooleanField,
+            models.ForeignKey,
+        ),
+        _PLAIN,
+    ),
+    models.DecimalField: (Decimal, type(None)),
+    models.DateTimeField: (datetime, type(None)),
+}
 
 
 def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
@@ -54,18 +63,29 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
             db.wrap_database_errors,
             cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
         ):
+            as_is = [_stored_as_is(field) for field in fields]
             for pk, obj in zip(ids, objs, strict=True):
-                copy.write_row([pk, *(_db_value(f, obj, db) for f in fields)])
+                copy.write_row([pk, *_db_values(fields, as_is, obj, db)])
     for pk, obj in zip(ids, objs, strict=True):
         obj.pk = pk
         obj._state.adding, obj._state.db = False, db.alias
     return objs
 
 
-def _db_value(field, obj: Model, db):
-    """The value ``field`` of ``obj`` is stored as, as ``bulk_create`` would prepare it."""
-    if type(field) in _PLAIN_FIELDS:
+def _stored_as_is(field) -> tuple:
+    """The types of value ``field`` stores as they are (see ``_AS_IS``); empty if none."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return ()
+    return _AS_IS.get(type(field), ())
+
+
+def _db_values(fields: list, as_is: list[tuple], obj: Model, db) -> list:
+    """The row ``obj`` is stored as, as ``bulk_create`` would prepare it."""
+    row = []
+    for field, types in zip(fields, as_is, strict=True):
         value = getattr(obj, field.attname)
-        if type(value) in _PLAIN_VALUES:
-            return value
-    return field.get_db_prep_save(field.pre_save(obj, True), db)
+        if type(value) in types and getattr(value, "tzinfo", True) is not None:
+            row.append(value)  # an aware datetime, or a plain value
+        else:
+            row.append(field.get_db_prep_save(field.pre_save(obj, True), db))
+    return row
