@@ -104,8 +104,9 @@ def _reserve_split(
     return placed
 
 
-def order_deadlines_apply(*, order: Order) -> None:
-    """Compute ship-by and pack-by from the channel promise or the warehouse calendar."""
+def order_deadlines_apply(*, order: Order, calendar: WarehouseCalendar | None = None) -> None:
+    """Compute ship-by and pack-by from the channel promise or the warehouse calendar
+    (``calendar``: the order's warehouse's, when the caller has it at hand)."""
     warehouse = order.warehouse
     if warehouse is None:
         candidates = order_candidate_warehouses(order=order)
@@ -117,7 +118,7 @@ def order_deadlines_apply(*, order: Order) -> None:
         return
     deadlines = compute_deadlines(
         purchased_at=order.purchased_at,
-        calendar=warehouse_calendar(warehouse),
+        calendar=calendar or warehouse_calendar(warehouse),
         handling_days=order.channel.handling_days,
         fulfillment_model=order.fulfillment_model,
         channel_latest_ship_at=order.latest_ship_at,

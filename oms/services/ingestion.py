@@ -22,6 +22,7 @@ from inventory.bulk import rows_insert
 from inventory.exceptions import InsufficientStock
 from inventory.models import SKU, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
+from oms.deadlines import WarehouseCalendar
 from oms.exceptions import OrderError
 from oms.models import (
     CancelReason,
@@ -41,6 +42,7 @@ from .allocation import (
     order_allocate,
     order_candidate_warehouses,
     order_deadlines_apply,
+    warehouse_calendar,
 )
 from .events import Actor, order_event, order_event_row, orders_changed_nudge
 from .orders import order_cancel, order_hold_release, order_lock, order_transition
@@ -228,6 +230,7 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
             warehouse_id__in=warehouses, sku_id__in={sku.pk for sku in skus.values()}
         ).values_list("warehouse_id", "sku_id", F("on_hand") - F("reserved"))
     }
+    calendars: dict[int, WarehouseCalendar] = {}
     planned = []
     for order, record, lines in orders:
         demand: dict[int, int] = {}
@@ -238,7 +241,9 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
                 for sku, n in demand.items():
                     free[(warehouse.pk, sku)] -= n
                 order.warehouse, order.status = warehouse, S.ALLOCATED
-                order_deadlines_apply(order=order)
+                if warehouse.pk not in calendars:
+                    calendars[warehouse.pk] = warehouse_calendar(warehouse)
+                order_deadlines_apply(order=order, calendar=calendars[warehouse.pk])
                 planned.append((order, record, lines))
                 break
     return planned
