@@ -104,6 +104,19 @@ def order_record_import(
     return "updated" if result.changed else "unchanged"
 
 
+def _page_ingest_new(channel: Channel, records, resolver) -> dict:
+    """The page's new paid orders created together (``orders_ingest_new``). Should that
+    fail on something unforeseen, nothing of it is stored and every record is ingested one
+    by one, where a failure becomes the record's import error."""
+    try:
+        return orders_ingest_new(
+            channel=channel, records=records, sku_resolver=resolver, actor=f"import:{channel.code}"
+        )
+    except Exception:
+        logger.exception("storing a page of new orders from %s together failed", channel.code)
+        return {}
+
+
 def _import_errors_resolve(channel: Channel, external_ids) -> None:
     if external_ids:
         OrderImportError.objects.filter(
@@ -134,12 +147,7 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
     connector = channel_connector(channel)
     try:
         for page in connector.fetch_orders(updated_after=cursor - overlap):
-            created = orders_ingest_new(
-                channel=channel,
-                records=page.records,
-                sku_resolver=resolver,
-                actor=f"import:{channel.code}",
-            )
+            created = _page_ingest_new(channel, page.records, resolver)
             _import_errors_resolve(channel, created.keys() & open_errors)
             summary.created += len(created)
             for record in page.records:

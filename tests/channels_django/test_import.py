@@ -136,3 +136,20 @@ def test_a_page_beyond_the_stock_allocates_in_order_and_holds_the_rest(world, ki
     assert held.hold_reason == "insufficient_stock" and held.oversold
     assert reserved(world) == 9
     assert all(order.events.filter(kind="imported").count() == 1 for order in orders)
+
+
+def test_a_page_that_cannot_be_stored_together_is_ingested_one_by_one(world):
+    sim, channel = world.sims["shopify"], world.channels["shopify"]
+    for _ in range(3):
+        sim.create_order([("MUG", 1)])
+    # A warehouse calendar nobody can compute: every order fails, none is lost.
+    type(world.warehouse).objects.filter(pk=world.warehouse.pk).update(country="XX")
+    summary = channel_orders_import(channel=channel)
+    assert (summary.created, summary.failed) == (0, 3)
+    errors = OrderImportError.objects.filter(channel=channel, resolved_at__isnull=True)
+    assert errors.count() == 3
+    assert all("No public holiday calendar for 'XX'" in e.reason for e in errors)
+    assert not Order.objects.filter(channel=channel).exists() and reserved(world) == 0
+    type(world.warehouse).objects.filter(pk=world.warehouse.pk).update(country="US")
+    channel.refresh_from_db()
+    assert [import_error_retry(error=e) for e in errors] == ["created"] * 3
