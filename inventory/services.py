@@ -753,8 +753,20 @@ def _take_stock(warehouse: Warehouse, demand: dict[int, int]) -> tuple[dict[int,
 
     A single level (most orders) is found, checked and taken by one conditional
     ``UPDATE ... RETURNING``. Several are locked in primary-key order, checked, then taken
-    by one ``UPDATE``.
+    by one ``UPDATE``: on PostgreSQL all in one statement (``_take_levels_sql``).
     """
+    if connection.vendor == "postgresql":
+        take, params, covered_query = _take_levels_sql(warehouse, demand)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH {take} SELECT ARRAY(SELECT sku_id FROM level), "
+                f"ARRAY(SELECT id FROM level), ARRAY({covered_query})",
+                params,
+            )
+            sku_ids, level_pks, covered = cursor.fetchone()
+        if not sku_ids:
+            return {}, [sku_id for sku_id in demand if sku_id not in covered]
+        return dict(zip(sku_ids, level_pks, strict=True)), []
     if len(demand) == 1:
         [(sku_id, units)] = demand.items()
         with connection.cursor() as cursor:
