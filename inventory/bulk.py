@@ -11,9 +11,9 @@ from django.db.models import Model
 
 # Fewer rows go in by one INSERT: COPY needs a statement more (the ids).
 COPY_MIN_ROWS = 10
-# On PostgreSQL these fields store the attribute as it is when it has one of these types:
-# no field code needs to run for it. Exact classes only (a subclass may convert); datetimes
-# only aware ones, and not for fields that stamp the time themselves.
+# On PostgreSQL these fields store their value as it is when it has one of these types: no
+# field code needs to run for it. Exact classes only (a subclass may convert); datetimes
+# only aware ones.
 _PLAIN = (str, int, bool, type(None))
 _AS_IS = {
     **dict.fromkeys(
@@ -63,29 +63,21 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
             db.wrap_database_errors,
             cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
         ):
-            as_is = [_stored_as_is(field) for field in fields]
             for pk, obj in zip(ids, objs, strict=True):
-                copy.write_row([pk, *_db_values(fields, as_is, obj, db)])
+                copy.write_row([pk, *_db_values(fields, obj, db)])
     for pk, obj in zip(ids, objs, strict=True):
         obj.pk = pk
         obj._state.adding, obj._state.db = False, db.alias
     return objs
 
 
-def _stored_as_is(field) -> tuple:
-    """The types of value ``field`` stores as they are (see ``_AS_IS``); empty if none."""
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return ()
-    return _AS_IS.get(type(field), ())
-
-
-def _db_values(fields: list, as_is: list[tuple], obj: Model, db) -> list:
+def _db_values(fields: list, obj: Model, db) -> list:
     """The row ``obj`` is stored as, as ``bulk_create`` would prepare it."""
     row = []
-    for field, types in zip(fields, as_is, strict=True):
-        value = getattr(obj, field.attname)
-        if type(value) in types and getattr(value, "tzinfo", True) is not None:
-            row.append(value)  # an aware datetime, or a plain value
+    for field in fields:
+        value = field.pre_save(obj, True)  # the attribute, or the time a field stamps
+        if type(value) in _AS_IS.get(type(field), ()) and getattr(value, "tzinfo", True):
+            row.append(value)  # a plain value, or an aware datetime
         else:
-            row.append(field.get_db_prep_save(field.pre_save(obj, True), db))
+            row.append(field.get_db_prep_save(value, db))
     return row
