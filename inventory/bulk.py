@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Model
@@ -50,9 +51,9 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
     if len(objs) < COPY_MIN_ROWS or db.vendor != "postgresql":
         return model.objects.bulk_create(objs)
     meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = _columns(model)
     quote = db.ops.quote_name
-    columns = ", ".join(quote(column) for column in [meta.pk.column, *(f.column for f in fields)])
+    names = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f, *_ in columns)])
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
@@ -61,22 +62,38 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
         ids = [row[0] for row in cursor.fetchall()]
         with (
             db.wrap_database_errors,
-            cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
+            cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy,
         ):
             for pk, obj in zip(ids, objs, strict=True):
-                copy.write_row([pk, *_db_values(fields, obj, db)])
+                copy.write_row([pk, *_db_values(columns, obj, db)])
     for pk, obj in zip(ids, objs, strict=True):
         obj.pk = pk
         obj._state.adding, obj._state.db = False, db.alias
     return objs
 
 
-def _db_values(fields: list, obj: Model, db) -> list:
+@cache
+def _columns(model: type[Model]) -> list[tuple]:
+    """Per column but the key: the field, its attribute, the types it stores as they are,
+    and whether it stamps its own value (the time) when saved."""
+    return [
+        (
+            field,
+            field.attname,
+            _AS_IS.get(type(field), ()),
+            getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False),
+        )
+        for field in model._meta.concrete_fields
+        if not field.primary_key
+    ]
+
+
+def _db_values(columns: list[tuple], obj: Model, db) -> list:
     """The row ``obj`` is stored as, as ``bulk_create`` would prepare it."""
     row = []
-    for field in fields:
-        value = field.pre_save(obj, True)  # the attribute, or the time a field stamps
-        if type(value) in _AS_IS.get(type(field), ()) and getattr(value, "tzinfo", True):
+    for field, attname, as_is, stamps in columns:
+        value = field.pre_save(obj, True) if stamps else getattr(obj, attname)
+        if type(value) in as_is and getattr(value, "tzinfo", True):
             row.append(value)  # a plain value, or an aware datetime
         else:
             row.append(field.get_db_prep_save(value, db))
