@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app.connectors.base import ConnectorError
+from channels_app.connectors.base import ConnectorError, OrderPage
 from channels_app.models import Channel, Listing, OrderImportError, SyncLog
 from inventory.exceptions import DomainError
 from inventory.models import SKU
@@ -104,6 +107,50 @@ def order_record_import(
     return "updated" if result.changed else "unchanged"
 
 
+def _read_ahead(pages: Iterator[OrderPage]) -> Generator[OrderPage, None, None]:
+    """The channel's pages, the next one fetched (on a thread, which touches no database)
+    while this one is stored, so the channel's response time hides behind our writes. An
+    error fetching a page is raised here, in its turn; closing this stops the reader."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for page in pages:
+                if not hand_over((page, None)):
+                    return
+            hand_over((None, None))
+        except BaseException as err:  # re-raised in the caller's thread
+            hand_over((None, err))
+        finally:
+            close = getattr(pages, "close", None)
+            if close:
+                close()
+
+    reader = threading.Thread(target=read, name="order-pages", daemon=True)
+    reader.start()
+    try:
+        while True:
+            page, err = ahead.get()
+            if err is not None:
+                raise err
+            if page is None:
+                return
+            yield page
+    finally:
+        stop.set()
+        reader.join()
+
+
 def _page_ingest_new(channel: Channel, records, resolver) -> dict:
     """The page's new paid orders created together (``orders_ingest_new``). Should that
     fail on something unforeseen, nothing of it is stored and every record is ingested one
@@ -145,8 +192,9 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
         )
     )
     connector = channel_connector(channel)
+    pages = _read_ahead(connector.fetch_orders(updated_after=cursor - overlap))
     try:
-        for page in connector.fetch_orders(updated_after=cursor - overlap):
+        for page in pages:
             created = _page_ingest_new(channel, page.records, resolver)
             _import_errors_resolve(channel, created.keys() & open_errors)
             summary.created += len(created)
@@ -177,6 +225,7 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
         )
         raise
     finally:
+        pages.close()  # stops the reader before its connector closes
         connector.close()
     Channel.objects.filter(pk=channel.pk).update(orders_cursor=started)
     channel.orders_cursor = started

@@ -153,3 +153,57 @@ def test_a_page_that_cannot_be_stored_together_is_ingested_one_by_one(world):
     type(world.warehouse).objects.filter(pk=world.warehouse.pk).update(country="US")
     channel.refresh_from_db()
     assert [import_error_retry(error=e) for e in errors] == ["created"] * 3
+
+
+def test_pages_are_read_ahead_in_order_and_a_fetch_error_comes_in_its_turn():
+    import threading
+
+    from channels_app.connectors.base import ConnectorRetryableError
+    from channels_app.services.imports import _read_ahead
+
+    fetched = []
+
+    def channel_pages():
+        for n in range(3):
+            fetched.append((n, threading.current_thread().name))
+            yield n
+        raise ConnectorRetryableError("503 on page 4")
+
+    pages = _read_ahead(channel_pages())
+    assert next(pages) == 0
+    assert wait_until(lambda: len(fetched) >= 2)  # page 1 is fetched while 0 is stored
+    assert {thread for _, thread in fetched} == {"order-pages"}
+    assert [next(pages), next(pages)] == [1, 2]
+    with pytest.raises(ConnectorRetryableError, match="503 on page 4"):
+        next(pages)
+
+
+def test_closing_the_pages_stops_the_reader():
+    from channels_app.services.imports import _read_ahead
+
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    pages = _read_ahead(endless())
+    assert [next(pages), next(pages)] == [0, 1]
+    pages.close()
+    assert closed == [True]
+
+
+def wait_until(condition, seconds=2.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
