@@ -13,6 +13,10 @@ Checks: the channel's order count equals the simulator's, no external id twice, 
 simulator order present. Headlines: ``RESULT import_rate_amazon`` and
 ``RESULT import_rate_shopify`` (orders/s, with the floor and ratio).
 
+``BENCH_IMPORT_LATENCY_MS`` (default 0) adds a response time to every simulator call, as a
+real channel has (a few hundred ms a page): the floor pays it too, and the import hides it
+by fetching the next page while it stores one.
+
 The simulators' order-listing quotas are relaxed for this benchmark (they would measure the
 channel's quota, not our import): Amazon searchOrders is really 0.0056 calls/s after a burst
 of 20 (100 orders a page: 0.56 orders/s sustained), Shopify 2 calls/s after a burst of 40
@@ -33,6 +37,7 @@ from bench.common import bench_database_url, result, setup_django
 BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 ORDERS = int(os.environ.get("BENCH_IMPORT_ORDERS", "10000"))
 ORDERS_AMAZON = int(os.environ.get("BENCH_IMPORT_ORDERS_AMAZON", str(ORDERS)))
+LATENCY_MS = int(os.environ.get("BENCH_IMPORT_LATENCY_MS", "0"))
 SKU_COUNT = 20
 STOCK = 10_000_000
 RELAXED = (10_000.0, 10_000.0)
@@ -188,6 +193,7 @@ def _run(kind: str, sim_cls, rate_limits, n: int) -> None:
         channel, codes = _world(kind, sim)
         seeded_at = time.perf_counter()
         sim.seed_orders(n, skus=codes)
+        sim.faults.latency_ms = LATENCY_MS
         print(
             f"{kind}: {n:,} orders seeded in the simulator in "
             f"{time.perf_counter() - seeded_at:.1f}s",
