@@ -18,29 +18,13 @@ def actor_fields(actor: Actor) -> dict:
     return {"actor": None, "actor_label": actor or "system"}
 
 
-def order_event(
-    *,
-    order: Order,
-    kind: str,
-    actor: Actor,
-    message: str = "",
-    from_status: str = "",
-    to_status: str = "",
-    **data,
-) -> OrderEvent:
-    """Append one entry to the order's timeline; status and address changes also nudge, after
-    commit, the task that tells the order's warehouse (``OMS_ORDER_CHANGED_TASK``)."""
+def order_event(*, order: Order, kind: str, actor: Actor, **fields) -> OrderEvent:
+    """Append one entry to the order's timeline (``fields`` as ``order_event_row`` takes
+    them); status and address changes also nudge, after commit, the task that tells the
+    order's warehouse (``OMS_ORDER_CHANGED_TASK``)."""
     if kind in ("status", "address_changed"):
         orders_changed_nudge([order.pk])
-    event = order_event_row(
-        order=order,
-        kind=kind,
-        actor=actor,
-        message=message,
-        from_status=from_status,
-        to_status=to_status,
-        **data,
-    )
+    event = order_event_row(order=order, kind=kind, actor=actor, **fields)
     event.save(force_insert=True)
     return event
 

@@ -3,6 +3,7 @@
 import random
 import threading
 from collections import defaultdict
+from functools import partial
 
 import pytest
 from django.db import connection
@@ -17,18 +18,30 @@ THREADS = 16
 ORDERS = 2000
 
 
-def _place_orders(orders, warehouse, outcomes, errors):
+def _attempt(calls, outcomes, errors):
+    """Make each ``(name, call)`` in turn, noting which got their stock; keep any other
+    error."""
     try:
-        for reference, items in orders:
+        for name, call in calls:
             try:
-                services.stock_reserve(warehouse=warehouse, items=items, reference=reference)
-                outcomes[reference] = True
+                call()
+                outcomes[name] = True
             except InsufficientStock:
-                outcomes[reference] = False
+                outcomes[name] = False
             except Exception as exc:  # a deadlock or constraint error would land here
                 errors.append(repr(exc))
     finally:
         connection.close()
+
+
+def _reservations(orders, warehouse):
+    return [
+        (
+            reference,
+            partial(services.stock_reserve, warehouse=warehouse, items=items, reference=reference),
+        )
+        for reference, items in orders
+    ]
 
 
 def test_sixteen_threads_two_thousand_orders_five_hundred_units():
@@ -58,7 +71,7 @@ def test_sixteen_threads_two_thousand_orders_five_hundred_units():
     outcomes, errors = {}, []
     threads = [
         threading.Thread(
-            target=_place_orders, args=(orders[i::THREADS], warehouse, outcomes, errors)
+            target=_attempt, args=(_reservations(orders[i::THREADS], warehouse), outcomes, errors)
         )
         for i in range(THREADS)
     ]
@@ -92,20 +105,6 @@ def test_sixteen_threads_two_thousand_orders_five_hundred_units():
     assert selectors.stock_ledger_mismatches() == []
 
 
-def _reserve_pages(pages, warehouse, outcomes, errors):
-    try:
-        for name, requests in pages:
-            try:
-                services.stock_reserve_many(warehouse=warehouse, requests=requests)
-                outcomes[name] = True
-            except InsufficientStock:
-                outcomes[name] = False
-            except Exception as exc:  # a deadlock or constraint error would land here
-                errors.append(repr(exc))
-    finally:
-        connection.close()
-
-
 def test_pages_of_orders_and_single_orders_together_never_oversell():
     rng = random.Random(20261127)
     warehouse = Warehouse.objects.create(code="main")
@@ -123,10 +122,22 @@ def test_pages_of_orders_and_single_orders_together_never_oversell():
     pages = [(f"page-{p}", [order(f"page-{p}/{n}") for n in range(12)]) for p in range(40)]
     outcomes, errors = {}, []
     threads = [
-        threading.Thread(target=_place_orders, args=(singles[i::4], warehouse, outcomes, errors))
+        threading.Thread(
+            target=_attempt, args=(_reservations(singles[i::4], warehouse), outcomes, errors)
+        )
         for i in range(4)
     ] + [
-        threading.Thread(target=_reserve_pages, args=(pages[i::4], warehouse, outcomes, errors))
+        threading.Thread(
+            target=_attempt,
+            args=(
+                [
+                    (name, partial(services.stock_reserve_many, warehouse=warehouse, requests=rq))
+                    for name, rq in pages[i::4]
+                ],
+                outcomes,
+                errors,
+            ),
+        )
         for i in range(4)
     ]
     for t in threads:
