@@ -19,6 +19,12 @@ from timezone_field import TimeZoneField
 from .validators import validate_gtin
 
 
+def default_carrier_cutoff() -> datetime.time:
+    """14:00. Time defaults are functions: Django's checks warn about a fixed one for the 20
+    seconds a day the clock shows it."""
+    return datetime.time(14, 0)
+
+
 class Warehouse(models.Model):
     class Kind(models.TextChoices):
         OWN = "own", "Own warehouse"
@@ -37,7 +43,7 @@ class Warehouse(models.Model):
         max_length=10, blank=True, help_text="State or region code for regional public holidays."
     )
     carrier_cutoff = models.TimeField(
-        default=datetime.time(14, 0),
+        default=default_carrier_cutoff,
         help_text="Local time after which an order counts from the next business day.",
     )
     packing_buffer_minutes = models.PositiveIntegerField(
@@ -73,6 +79,12 @@ class Warehouse(models.Model):
 
 
 DEFAULT_PICKUP_TIME = datetime.time(15, 0)
+
+
+def default_pickup_time() -> datetime.time:
+    return DEFAULT_PICKUP_TIME
+
+
 WEEKDAYS = [("0", "Mon"), ("1", "Tue"), ("2", "Wed"), ("3", "Thu"), ("4", "Fri"), ("5", "Sat"),
             ("6", "Sun")]  # fmt: skip
 
@@ -106,7 +118,7 @@ class CarrierPickup(models.Model):
     )
     cutoff = models.TimeField(
         "cut-off",
-        default=DEFAULT_PICKUP_TIME,
+        default=default_pickup_time,
         help_text="Local time (warehouse time zone) the carrier collects; packing must finish "
         "the warehouse's packing buffer before it.",
     )

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,3 +42,20 @@ def test_production_mode_passes_check_deploy():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout
+
+
+@pytest.mark.parametrize("clock", ["14:00:00", "15:00:00"])
+def test_checks_pass_when_the_clock_shows_a_default_cut_off(monkeypatch, clock):
+    """Django warns (fields.W161) about a fixed time default while the clock shows it, so
+    ``check --deploy`` failed for 20 seconds a day; the defaults are functions."""
+    import datetime
+
+    from django.core import checks
+    from django.utils import timezone
+
+    moment = timezone.make_aware(
+        datetime.datetime.combine(datetime.date.today(), datetime.time.fromisoformat(clock)),
+        timezone.get_default_timezone(),
+    )
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+    assert [issue for issue in checks.run_checks() if issue.id == "fields.W161"] == []
