@@ -695,14 +695,10 @@ class ShopifySimulator(SimulatorServer):
             return self.request_return(order_id, lines, reason=reason or "OTHER", comment=comment)
         with self.lock:
             order = self._get_order(order_id)
-            by_id = {str(li["id"]): li for li in order["line_items"]}
-            by_sku = {li["sku"]: li for li in order["line_items"]}
-            wanted = []
-            for key, quantity in lines:
-                line = by_id.get(str(key)) or by_sku.get(key)
-                if line is None:
-                    raise SimulatorError(f"order {order_id} has no line {key!r}", status=400)
-                wanted.append({"line_item_id": line["id"], "quantity": quantity})
+            wanted = [
+                {"line_item_id": line["id"], "quantity": quantity}
+                for line, quantity in self._order_lines(order, lines)
+            ]
             plan = self._refund_plan(order, wanted, "return")
             goods = sum((item["subtotal"] for item in plan), Decimal("0"))
             refund = self._apply_refund(order, plan, Decimal("0"), goods, note=comment)
@@ -717,6 +713,19 @@ class ShopifySimulator(SimulatorServer):
 
     # ----- returns (Admin GraphQL only) -----------------------------------------------
 
+    @staticmethod
+    def _order_lines(order: dict, lines: Iterable[tuple[str, int]]) -> list[tuple[dict, int]]:
+        """``(line id or SKU, quantity)`` pairs as the order's line items, or a 400."""
+        by_id = {str(li["id"]): li for li in order["line_items"]}
+        by_sku = {li["sku"]: li for li in order["line_items"]}
+        items = []
+        for key, quantity in lines:
+            line = by_id.get(str(key)) or by_sku.get(key)
+            if line is None:
+                raise SimulatorError(f"order {order['id']} has no line {key!r}", status=400)
+            items.append((line, quantity))
+        return items
+
     def request_return(
         self,
         order_id: str,
@@ -730,14 +739,7 @@ class ShopifySimulator(SimulatorServer):
         merchant; ``OPEN`` is approved); served by ``orders { returns }``."""
         with self.lock:
             order = self._get_order(order_id)
-            by_id = {str(li["id"]): li for li in order["line_items"]}
-            by_sku = {li["sku"]: li for li in order["line_items"]}
-            items = []
-            for key, quantity in lines:
-                line = by_id.get(str(key)) or by_sku.get(key)
-                if line is None:
-                    raise SimulatorError(f"order {order_id} has no line {key!r}", status=400)
-                items.append((line, quantity))
+            items = self._order_lines(order, lines)
             number = next(self._refund_ids)
             stamp = utc_now()
             returned = {
