@@ -22,9 +22,14 @@ def order_event(*, order: Order, kind: str, actor: Actor, **fields) -> OrderEven
     """Append one entry to the order's timeline (``fields`` as ``order_event_row`` takes
     them); status and address changes also nudge, after commit, the task that tells the
     order's warehouse (``OMS_ORDER_CHANGED_TASK``)."""
-    if kind in ("status", "address_changed"):
-        orders_changed_nudge([order.pk])
-    event = order_event_row(order=order, kind=kind, actor=actor, **fields)
+    return order_event_save(order_event_row(order=order, kind=kind, actor=actor, **fields))
+
+
+def order_event_save(event: OrderEvent) -> OrderEvent:
+    """Insert an entry made by ``order_event_row``; a status or address change also nudges
+    the order's warehouse after commit."""
+    if event.kind in ("status", "address_changed"):
+        orders_changed_nudge([event.order_id])
     event.save(force_insert=True)
     return event
 

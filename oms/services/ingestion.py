@@ -45,7 +45,13 @@ from .allocation import (
     warehouse_calendar,
 )
 from .events import Actor, order_event, order_event_row, orders_changed_nudge
-from .orders import order_cancel, order_hold_release, order_lock, order_transition
+from .orders import (
+    order_cancel,
+    order_hold_release,
+    order_lock,
+    order_transition,
+    order_transition_row,
+)
 from .shipments import shipment_record_channel_fulfilled
 
 S = OrderStatus
@@ -240,7 +246,7 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
             if all(free.get((warehouse.pk, sku), 0) >= n for sku, n in demand.items()):
                 for sku, n in demand.items():
                     free[(warehouse.pk, sku)] -= n
-                order.warehouse, order.status = warehouse, S.ALLOCATED
+                order.warehouse = warehouse
                 if warehouse.pk not in calendars:
                     calendars[warehouse.pk] = warehouse_calendar(warehouse)
                 order_deadlines_apply(order=order, calendar=calendars[warehouse.pk])
@@ -252,10 +258,20 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
 def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Actor) -> None:
     """Insert the planned orders, allocated, with their lines, reservations (one statement
     per warehouse), payload versions and timeline; ``_StockMoved`` when the stock is short."""
+    imported = [
+        order_event_row(**_imported_event(order, record, actor, order.status))
+        for order, record, _ in planned
+    ]
+    allocated = [
+        order_transition_row(
+            order=order, to=S.ALLOCATED, actor=actor, warehouse=order.warehouse.code
+        )
+        for order, _, _ in planned
+    ]
     rows_insert(Order, [order for order, _, _ in planned])
-    for order, _, lines in planned:
-        for line in lines:
-            line.order = order
+    for (order, _, lines), *entries in zip(planned, imported, allocated, strict=True):
+        for row in [*lines, *entries]:
+            row.order = order  # its id, now that the order has one
     rows_insert(OrderLine, [line for _, _, lines in planned for line in lines])
     by_warehouse: dict[Warehouse, list] = {}
     for order, _, lines in planned:
@@ -267,23 +283,7 @@ def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Act
         except InsufficientStock as err:
             raise _StockMoved from err
     _payload_versions_from_orders([order.pk for order, _, _ in planned])
-    events = []
-    for order, record, _ in planned:
-        events.append(
-            order_event_row(**_imported_event(order, record, actor, S.AWAITING_FULFILLMENT))
-        )
-    for order, _, _ in planned:
-        events.append(
-            order_event_row(
-                order=order,
-                kind="status",
-                actor=actor,
-                from_status=S.AWAITING_FULFILLMENT,
-                to_status=S.ALLOCATED,
-                warehouse=order.warehouse.code,
-            )
-        )
-    rows_insert(OrderEvent, events)
+    rows_insert(OrderEvent, [*imported, *allocated])
     orders_changed_nudge([order.pk for order, _, _ in planned])
 
 

@@ -16,12 +16,13 @@ from oms.models import (
     CancelReason,
     HoldReason,
     Order,
+    OrderEvent,
     OrderLine,
     OrderStatus,
 )
 from oms.selectors import order_holds_stock
 
-from .events import Actor, order_event
+from .events import Actor, order_event, order_event_row, order_event_save
 
 S = OrderStatus
 
@@ -40,6 +41,18 @@ def order_transition(
     The caller holds the order's row lock (``order_lock``); ``also`` names other fields the
     caller changed, saved in the same statement. Raises ``InvalidTransition``.
     """
+    event = order_transition_row(order=order, to=to, actor=actor, message=message, **data)
+    order.save(update_fields=["status", "updated_at", *also])
+    order_event_save(event)
+    return order
+
+
+def order_transition_row(
+    *, order: Order, to: str, actor: Actor, message: str = "", **data
+) -> OrderEvent:
+    """The transition itself, in memory: ``order.status`` becomes ``to`` if ``TRANSITIONS``
+    allows it (else ``InvalidTransition``), and its unsaved timeline entry is returned.
+    ``order_transition`` saves both; a writer storing a page of new orders inserts them."""
     if to not in TRANSITIONS[order.status]:
         raise InvalidTransition(
             f"Order {order.external_id} cannot go from {order.get_status_display()} to "
@@ -49,8 +62,7 @@ def order_transition(
         )
     from_status = order.status
     order.status = to
-    order.save(update_fields=["status", "updated_at", *also])
-    order_event(
+    return order_event_row(
         order=order,
         kind="status",
         actor=actor,
@@ -59,7 +71,6 @@ def order_transition(
         to_status=to,
         **data,
     )
-    return order
 
 
 @transaction.atomic
