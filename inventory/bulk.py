@@ -10,6 +10,8 @@ from functools import cache
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Model
 
+from .sql import sql_rows
+
 # Fewer rows go in by one INSERT: COPY needs a statement more (the ids).
 COPY_MIN_ROWS = 10
 # On PostgreSQL these fields store their value as it is when it has one of these types: no
@@ -45,11 +47,18 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
 
     On PostgreSQL the rows go through ``COPY``, their ids drawn from the table's sequence
     first: for a page of orders with their JSON payloads that costs about a quarter of the
-    ``INSERT`` ``bulk_create`` sends. A few rows, and other databases, use ``bulk_create``.
+    ``INSERT`` ``bulk_create`` sends. A few rows go by one prepared ``INSERT`` (an order
+    with its lines), which spares the ORM's compiler. Other databases use ``bulk_create``.
     """
     db = connections[DEFAULT_DB_ALIAS]  # the connection itself: ``connection`` is a proxy
-    if len(objs) < COPY_MIN_ROWS or db.vendor != "postgresql":
+    if db.vendor != "postgresql" or not objs:
         return model.objects.bulk_create(objs)
+    if len(objs) < COPY_MIN_ROWS:
+        ids = sql_rows(
+            _insert_sql(model, len(objs)),
+            [value for obj in objs for value in _db_values(_columns(model), obj, db)],
+        )
+        return _saved(objs, [pk for (pk,) in ids], db)
     meta = model._meta
     columns = _columns(model)
     quote = db.ops.quote_name
@@ -66,10 +75,28 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
         ):
             for pk, obj in zip(ids, objs, strict=True):
                 copy.write_row([pk, *_db_values(columns, obj, db)])
+    return _saved(objs, ids, db)
+
+
+def _saved(objs: list[Model], ids: list[int], db) -> list[Model]:
     for pk, obj in zip(ids, objs, strict=True):
         obj.pk = pk
         obj._state.adding, obj._state.db = False, db.alias
     return objs
+
+
+@cache
+def _insert_sql(model: type[Model], rows: int) -> str:
+    """``INSERT`` of ``rows`` rows of ``model`` (the columns ``_columns`` names), returning
+    their ids in order. The columns give the placeholders their types."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    columns = _columns(model)
+    row = f"({', '.join(['%s'] * len(columns))})"
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field, *_ in columns)}) "
+        f"VALUES {', '.join([row] * rows)} RETURNING {quote(model._meta.pk.column)}"
+    )
 
 
 @cache

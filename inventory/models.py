@@ -69,7 +69,7 @@ class Warehouse(models.Model):
         saved = self.pickups.all() if self.pk else []
         pickups = sorted(saved, key=lambda p: (not p.is_default, p.cutoff, p.pk))
         if not any(p.is_default for p in pickups):
-            pickups.insert(0, CarrierPickup(warehouse=self, is_default=True))
+            pickups.insert(0, CarrierPickup.implicit_default(self))
         return pickups
 
     @property
@@ -146,6 +146,12 @@ class CarrierPickup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.carrier or 'Carrier'} {self.cutoff:%H:%M}"
+
+    @classmethod
+    def implicit_default(cls, warehouse: Warehouse) -> CarrierPickup:
+        """The default pickup of a warehouse that has none saved: ``DEFAULT_PICKUP_TIME`` on
+        weekdays."""
+        return cls(warehouse=warehouse, is_default=True)
 
     @property
     def label(self) -> str:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import NamedTuple
 
-import psycopg
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Case, F, When
@@ -41,6 +40,7 @@ from .models import (
     StockMovement,
     Warehouse,
 )
+from .sql import sql_rows
 
 Actor = AbstractBaseUser | str | None
 Kind = StockMovement.Kind
@@ -654,12 +654,10 @@ def _reserve_levels(
         "SELECT ARRAY(SELECT id FROM reservation ORDER BY id), "
         f"ARRAY(SELECT stock_level_id FROM reservation ORDER BY id), ARRAY({covered_query})"
     )
-    connection.ensure_connection()
-    # Bound on the server and prepared once per connection (when settings allow:
-    # DATABASE_PREPARED_STATEMENTS), which spares planning it on every call.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, [*take_params, *reservation_params, *movement_params], prepare=True)
-        ids, level_ids, covered = cursor.fetchone()
+    # Prepared once per connection, which spares planning it on every call.
+    [(ids, level_ids, covered)] = sql_rows(
+        sql, [*take_params, *reservation_params, *movement_params]
+    )
     if not ids:
         return [sku_id for sku_id in demand if sku_id not in covered]
     for reservation, pk, level_id in zip(reservations, ids, level_ids, strict=True):

@@ -15,13 +15,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from inventory.bulk import rows_insert
 from inventory.exceptions import InsufficientStock
-from inventory.models import SKU, StockLevel, Warehouse
+from inventory.models import SKU, CarrierPickup, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
+from inventory.sql import model_from_row, sql_columns, sql_in, sql_name, sql_rows
 from oms.deadlines import WarehouseCalendar
 from oms.exceptions import OrderError
 from oms.models import (
@@ -39,6 +39,7 @@ from oms.records import AddressRecord, ChannelOrderStatus, OrderRecord
 
 from .allocation import (
     allocate_locked,
+    channel_merchant_routes,
     order_allocate,
     order_candidate_warehouses,
     order_deadlines_apply,
@@ -80,7 +81,13 @@ class IngestResult:
 
 def skus_by_code(seller_skus: set[str]) -> dict[str, SKU]:
     """The default mapping: a channel SKU is one of ours when the codes are equal."""
-    return {sku.code: sku for sku in SKU.objects.filter(code__in=seller_skus)}
+    if not seller_skus:
+        return {}
+    matches, params = sql_in("s.code", list(seller_skus), "text")
+    rows = sql_rows(
+        f"SELECT {sql_columns(SKU, 's')} FROM {sql_name(SKU)} s WHERE {matches}", params
+    )
+    return {sku.code: sku for sku in (model_from_row(SKU, row) for row in rows)}
 
 
 def record_validate(record: OrderRecord) -> None:
@@ -135,11 +142,17 @@ def order_ingest(
 ) -> IngestResult:
     """Create or update the order for ``record``; reserve stock for a new paid order.
 
-    Locks the order row when it exists. Raises ``OrderError`` (code
-    ``invalid_order_record``) for a record that cannot be stored; stock problems never raise:
-    they put the order on hold with the reason.
+    A new paid order one warehouse can fill whole is stored as ``orders_ingest_new`` stores
+    a page of them; any other is created here, or updated under its row lock when it exists.
+    Raises ``OrderError`` (code ``invalid_order_record``) for a record that cannot be stored;
+    stock problems never raise: they put the order on hold with the reason.
     """
     record_validate(record)
+    created = orders_ingest_new(
+        channel=channel, records=[record], sku_resolver=sku_resolver, actor=actor
+    )
+    if created:  # the common case: a new paid order one warehouse can fill
+        return created[record.channel_order_id]
     payload, digest = _payload(record)
     for _ in range(2):
         try:
@@ -207,15 +220,12 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
         except OrderError:
             continue
         fresh.setdefault(record.channel_order_id, record)
-    known = Order.objects.filter(channel=channel, external_id__in=list(fresh)).values_list(
-        "external_id", flat=True
-    )
-    for external_id in known:
+    for external_id in _known_orders(channel, list(fresh)):
         del fresh[external_id]
     if not fresh:
         return []
     skus = sku_resolver({line.seller_sku for r in fresh.values() for line in r.lines})
-    routes: dict[str, list] = {}
+    routes: dict[str, list[tuple[Warehouse, CarrierPickup | None]]] = {}
     orders = []
     for record in fresh.values():
         lines = [skus.get(line.seller_sku) for line in record.lines]
@@ -226,33 +236,62 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
         if order.fulfillment_model != FulfillmentModel.FBA and not order.has_complete_address:
             continue
         if order.fulfillment_model not in routes:
-            routes[order.fulfillment_model] = order_candidate_warehouses(order=order)
+            routes[order.fulfillment_model] = _routes(order)
         orders.append((order, record, _line_rows(order, record, skus)))
-    warehouses = {w.pk: w for route in routes.values() for w in route}
-    prefetch_related_objects(list(warehouses.values()), "pickups")
-    free = {
-        (warehouse_id, sku_id): units
-        for warehouse_id, sku_id, units in StockLevel.objects.filter(
-            warehouse_id__in=warehouses, sku_id__in={sku.pk for sku in skus.values()}
-        ).values_list("warehouse_id", "sku_id", F("on_hand") - F("reserved"))
-    }
+    warehouses = {w.pk for route in routes.values() for w, _ in route}
+    free = _free_stock(warehouses, {sku.pk for sku in skus.values()})
     calendars: dict[int, WarehouseCalendar] = {}
     planned = []
     for order, record, lines in orders:
         demand: dict[int, int] = {}
         for line in lines:
             demand[line.sku_id] = demand.get(line.sku_id, 0) + line.quantity
-        for warehouse in routes[order.fulfillment_model]:
+        for warehouse, pickup in routes[order.fulfillment_model]:
             if all(free.get((warehouse.pk, sku), 0) >= n for sku, n in demand.items()):
                 for sku, n in demand.items():
                     free[(warehouse.pk, sku)] -= n
                 order.warehouse = warehouse
                 if warehouse.pk not in calendars:
-                    calendars[warehouse.pk] = warehouse_calendar(warehouse)
+                    calendars[warehouse.pk] = warehouse_calendar(warehouse, pickup)
                 order_deadlines_apply(order=order, calendar=calendars[warehouse.pk])
                 planned.append((order, record, lines))
                 break
     return planned
+
+
+def _known_orders(channel: SalesChannel, external_ids: list[str]) -> list[str]:
+    """Which of the channel's order ids are stored already."""
+    matches, params = sql_in(sql_name(Order, "external_id"), external_ids, "text")
+    rows = sql_rows(
+        f"SELECT {sql_name(Order, 'external_id')} FROM {sql_name(Order)} "
+        f"WHERE {sql_name(Order, 'channel')} = %s AND {matches}",
+        [channel.pk, *params],
+    )
+    return [external_id for (external_id,) in rows]
+
+
+def _routes(order: Order) -> list[tuple[Warehouse, CarrierPickup | None]]:
+    """The order's candidate warehouses, with the default pickup when it is at hand."""
+    if order.fulfillment_model == FulfillmentModel.FBA:
+        return [(warehouse, None) for warehouse in order_candidate_warehouses(order=order)]
+    return channel_merchant_routes(order.channel_id)
+
+
+def _free_stock(warehouse_ids: set[int], sku_ids: set[int]) -> dict[tuple[int, int], int]:
+    """Units free to reserve now, by (warehouse id, SKU id)."""
+    if not warehouse_ids or not sku_ids:
+        return {}
+    in_warehouses, warehouse_params = sql_in(
+        sql_name(StockLevel, "warehouse"), list(warehouse_ids), "bigint"
+    )
+    of_skus, sku_params = sql_in(sql_name(StockLevel, "sku"), list(sku_ids), "bigint")
+    rows = sql_rows(
+        f"SELECT {sql_name(StockLevel, 'warehouse')}, {sql_name(StockLevel, 'sku')}, "
+        f"{sql_name(StockLevel, 'on_hand')} - {sql_name(StockLevel, 'reserved')} "
+        f"FROM {sql_name(StockLevel)} WHERE {in_warehouses} AND {of_skus}",
+        [*warehouse_params, *sku_params],
+    )
+    return {(warehouse_id, sku_id): units for warehouse_id, sku_id, units in rows}
 
 
 def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Actor) -> None:
@@ -290,22 +329,17 @@ def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Act
 def _payload_versions_from_orders(order_ids: list[int]) -> None:
     """Each order's first payload version, copied from its row by the database (a payload
     is a few kilobytes of JSON: sending it once is enough)."""
-    quote = connection.ops.quote_name
-    version, order = OrderPayloadVersion._meta, Order._meta
     columns = ", ".join(
-        quote(version.get_field(name).column)
+        sql_name(OrderPayloadVersion, name)
         for name in ("order", "payload_hash", "payload", "received_at")
     )
-    sources = ", ".join(
-        quote(order.get_field(name).column) for name in ("id", "payload_hash", "raw_payload")
+    sources = ", ".join(sql_name(Order, name) for name in ("id", "payload_hash", "raw_payload"))
+    of_orders, params = sql_in(sql_name(Order, "id"), order_ids, "bigint")
+    sql_rows(
+        f"INSERT INTO {sql_name(OrderPayloadVersion)} ({columns}) "
+        f"SELECT {sources}, %s FROM {sql_name(Order)} WHERE {of_orders}",
+        [connection.ops.adapt_datetimefield_value(timezone.now()), *params],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(version.db_table)} ({columns}) SELECT {sources}, %s "
-            f"FROM {quote(order.db_table)} WHERE {quote(order.pk.column)} IN "
-            f"({', '.join(['%s'] * len(order_ids))})",
-            [connection.ops.adapt_datetimefield_value(timezone.now()), *order_ids],
-        )
 
 
 def _order_from_record(channel, record: OrderRecord, payload: dict, digest: str) -> Order:

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inventory.models import StockLevel
+from inventory.models import StockLevel, Warehouse
 from oms.exceptions import OrderError
-from oms.models import Order, OrderEvent, OrderPayloadVersion
+from oms.models import Order, OrderEvent, OrderPayloadVersion, RoutingRule
 from oms.records import AddressRecord, ChannelOrderStatus
 from oms.services.ingestion import order_ingest
 
@@ -119,6 +119,40 @@ def test_routing_whole_order_from_one_warehouse_first(amazon, stocked, mug, lid,
         channel=amazon, record=make_record("o-2", lines=(("MUG", 9), ("LID", 1)))
     ).order
     assert order2.hold_reason == "insufficient_stock"  # nyc has 7 mugs left, reno only 5
+
+
+def test_channel_routes_by_rule_priority_with_each_default_pickup(amazon, nyc, reno, fba):
+    from datetime import time
+
+    from inventory.models import CarrierPickup
+    from oms.services.allocation import channel_merchant_routes
+
+    CarrierPickup.objects.create(warehouse=reno, carrier="UPS", cutoff=time(16, 0))
+    CarrierPickup.objects.create(
+        warehouse=reno, carrier="USPS", cutoff=time(11, 30), weekdays="012345", is_default=True
+    )
+    RoutingRule.objects.filter(channel=amazon, warehouse=reno).update(priority=0)
+    RoutingRule.objects.create(channel=amazon, warehouse=fba, priority=5)  # never for FBM
+    routes = channel_merchant_routes(amazon.pk)
+    assert [(w.code, str(w.time_zone)) for w, _ in routes] == [
+        ("reno", "America/Los_Angeles"),
+        ("nyc", "America/New_York"),
+    ]
+    [(_, reno_pickup), (_, nyc_pickup)] = routes
+    assert (reno_pickup.carrier, reno_pickup.cutoff, reno_pickup.weekdays) == (
+        "USPS",
+        time(11, 30),
+        "012345",
+    )
+    assert nyc_pickup.pk is None and nyc_pickup.cutoff == time(15, 0)  # none saved: implicit
+
+    reno.is_active = False
+    reno.save()
+    assert [w.code for w, _ in channel_merchant_routes(amazon.pk)] == ["nyc"]
+    RoutingRule.objects.filter(channel=amazon).exclude(warehouse=reno).delete()
+    # Its only rule names an inactive warehouse: every active own or 3PL warehouse, by code.
+    Warehouse.objects.create(code="austin")
+    assert [w.code for w, _ in channel_merchant_routes(amazon.pk)] == ["austin", "nyc"]
 
 
 def test_split_across_warehouses_only_where_allowed(amazon, stocked, mug, lid, reno):

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from inventory import services as stock
+from inventory.bulk import COPY_MIN_ROWS, rows_insert
 from inventory.models import Reservation, StockLevel, StockMovement
 from oms.models import Order, OrderPayloadVersion
 from oms.records import ChannelOrderStatus
@@ -132,15 +133,15 @@ def test_an_order_another_worker_stored_meanwhile_refuses_the_whole_page(amazon,
     assert reserved(mug, stocked["nyc"]) == 2
 
 
-def test_rows_go_in_by_copy_as_bulk_create_would_store_them(amazon, stocked):
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS + 2], ids=["one insert", "copy"])
+def test_rows_go_in_as_bulk_create_would_store_them(amazon, stocked, count):
     from decimal import Decimal
 
-    from inventory.bulk import COPY_MIN_ROWS, rows_insert
     from oms.services.ingestion import _order_from_record, _payload
 
     def orders(prefix):
         made = []
-        for i in range(COPY_MIN_ROWS + 2):
+        for i in range(count):
             record = replace(make_record(f"{prefix}-{i}"), total=Decimal(f"{i}.05"))
             order = _order_from_record(amazon, record, *_payload(record))
             order.is_prime, order.warehouse = bool(i % 2), stocked["nyc"] if i % 3 else None
