@@ -227,7 +227,12 @@ class BundleComponent(models.Model):
 
 class StockLevel(models.Model):
     sku = models.ForeignKey(SKU, on_delete=models.PROTECT, related_name="stock_levels")
-    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="stock_levels")
+    # No index of its own: the unique (warehouse, SKU) index leads with it. A second index on
+    # the warehouse alone would tempt the planner, before statistics exist, to scan all of a
+    # warehouse's levels for one SKU's.
+    warehouse = models.ForeignKey(
+        Warehouse, on_delete=models.PROTECT, related_name="stock_levels", db_index=False
+    )
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
     bin_location = models.CharField(max_length=40, blank=True)
@@ -235,7 +240,7 @@ class StockLevel(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["sku", "warehouse"], name="stock_level_once"),
+            models.UniqueConstraint(fields=["warehouse", "sku"], name="stock_level_once"),
             models.CheckConstraint(
                 condition=Q(reserved__gte=0) & Q(reserved__lte=F("on_hand")),
                 name="stock_reserved_within_on_hand",

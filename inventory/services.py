@@ -692,11 +692,12 @@ def _take_levels_sql(warehouse: Warehouse, demand: dict[int, int]) -> tuple[str,
         "WHERE l.warehouse_id = %s AND l.sku_id = ANY(%s::bigint[]) ORDER BY l.id "
         "FOR UPDATE OF l), "
         f"level AS (UPDATE {_STOCK_LEVEL_TABLE} l SET reserved = l.reserved + d.units "
-        "FROM demand d WHERE l.warehouse_id = %s AND l.sku_id = d.sku_id "
-        "AND (SELECT count(*) FILTER (WHERE enough) FROM locked) = %s "
+        "FROM demand d WHERE l.warehouse_id = %s AND l.sku_id = ANY(%s::bigint[]) "
+        "AND l.sku_id = d.sku_id AND (SELECT count(*) FILTER (WHERE enough) FROM locked) = %s "
         "RETURNING l.id, l.sku_id)"
     )
-    params = [list(demand), list(demand.values()), warehouse.pk, list(demand), warehouse.pk]
+    skus = list(demand)
+    params = [skus, list(demand.values()), warehouse.pk, skus, warehouse.pk, skus]
     return take, [*params, len(demand)], "SELECT sku_id FROM locked WHERE enough"
 
 

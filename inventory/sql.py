@@ -77,7 +77,9 @@ def _converters(model: type[Model], vendor: str) -> list[tuple]:
 def sql_in(column: str, values: Sequence, db_type: str) -> tuple[str, list]:
     """A condition that ``column`` (already quoted) is one of ``values``, and its
     parameters: on PostgreSQL one array of ``db_type`` (so one prepared statement serves any
-    number of values), elsewhere a placeholder each."""
+    number of values), elsewhere a placeholder each; a single value is compared as it is."""
+    if len(values) == 1:  # the plan that suits one value best, whatever the statistics
+        return f"{column} = %s", list(values)
     if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         return f"{column} = ANY(%s::{db_type}[])", [list(values)]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)

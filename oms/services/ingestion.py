@@ -208,7 +208,11 @@ def orders_ingest_new(
 def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderRecord, list]]:
     """The new paid orders among ``records`` that a warehouse can fill whole, by the stock
     free now: each unsaved, routed as ``allocate_locked`` would (the first candidate
-    warehouse holding every line) and with its deadlines, with its record and lines."""
+    warehouse holding every line) and with its deadlines, with its record and lines.
+
+    A single order is not checked against the stock first: it goes to its first candidate,
+    whose reservation checks it, and when that one is short ``order_ingest`` tries the
+    others in turn (``_StockMoved``)."""
     fresh = {}
     for record in records:
         if record.status in (ChannelOrderStatus.PENDING, ChannelOrderStatus.CANCELLED):
@@ -238,8 +242,10 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
         if order.fulfillment_model not in routes:
             routes[order.fulfillment_model] = _routes(order)
         orders.append((order, record, _line_rows(order, record, skus)))
-    warehouses = {w.pk for route in routes.values() for w, _ in route}
-    free = _free_stock(warehouses, {sku.pk for sku in skus.values()})
+    free = None
+    if len(orders) > 1:
+        warehouses = {w.pk for route in routes.values() for w, _ in route}
+        free = _free_stock(warehouses, {sku.pk for sku in skus.values()})
     calendars: dict[int, WarehouseCalendar] = {}
     planned = []
     for order, record, lines in orders:
@@ -247,15 +253,17 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
         for line in lines:
             demand[line.sku_id] = demand.get(line.sku_id, 0) + line.quantity
         for warehouse, pickup in routes[order.fulfillment_model]:
-            if all(free.get((warehouse.pk, sku), 0) >= n for sku, n in demand.items()):
+            if free is not None:
+                if any(free.get((warehouse.pk, sku), 0) < n for sku, n in demand.items()):
+                    continue
                 for sku, n in demand.items():
                     free[(warehouse.pk, sku)] -= n
-                order.warehouse = warehouse
-                if warehouse.pk not in calendars:
-                    calendars[warehouse.pk] = warehouse_calendar(warehouse, pickup)
-                order_deadlines_apply(order=order, calendar=calendars[warehouse.pk])
-                planned.append((order, record, lines))
-                break
+            order.warehouse = warehouse
+            if warehouse.pk not in calendars:
+                calendars[warehouse.pk] = warehouse_calendar(warehouse, pickup)
+            order_deadlines_apply(order=order, calendar=calendars[warehouse.pk])
+            planned.append((order, record, lines))
+            break
     return planned
 
 
