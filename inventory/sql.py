@@ -18,12 +18,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
 
-def sql_rows(sql: str, params: Sequence = ()) -> list[tuple]:
+def sql_rows(sql: str, params: Sequence = (), *, prepare: bool = True) -> list[tuple]:
     """Run ``sql`` (``%s`` placeholders) on the default database; the rows it returns.
 
     On PostgreSQL a parameter's type is the one its value gives it (an ``int`` is sent as
     the smallest integer type that holds it): where the statement cannot infer the type
-    from a column, cast the placeholder (``%s::bigint``).
+    from a column, cast the placeholder (``%s::bigint``). ``prepare=False`` for a query
+    that searches a table which grows fast (orders): a prepared statement keeps the plan
+    it was given, and one made while the table was nearly empty (a scan) would stay.
     """
     db = connections[DEFAULT_DB_ALIAS]  # the connection itself: ``connection`` is a proxy
     if db.vendor != "postgresql":
@@ -32,7 +34,7 @@ def sql_rows(sql: str, params: Sequence = ()) -> list[tuple]:
             return cursor.fetchall() if cursor.description else []
     db.ensure_connection()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall() if cursor.description else []
 
 

@@ -268,13 +268,28 @@ def _plan_new_orders(channel, records, sku_resolver) -> list[tuple[Order, OrderR
 
 
 def _known_orders(channel: SalesChannel, external_ids: list[str]) -> list[str]:
-    """Which of the channel's order ids are stored already."""
-    matches, params = sql_in(sql_name(Order, "external_id"), external_ids, "text")
-    rows = sql_rows(
-        f"SELECT {sql_name(Order, 'external_id')} FROM {sql_name(Order)} "
-        f"WHERE {sql_name(Order, 'channel')} = %s AND {matches}",
-        [channel.pk, *params],
-    )
+    """Which of the channel's order ids are stored already.
+
+    On PostgreSQL each id is looked up by the unique (channel, id) index, one at a time
+    (``LATERAL`` with ``LIMIT``, which the planner keeps as it is): before a new channel's
+    statistics exist it would otherwise read all of the channel's orders for a page of ids.
+    """
+    table, channel_column = sql_name(Order), sql_name(Order, "channel")
+    external_column = sql_name(Order, "external_id")
+    if connection.vendor == "postgresql" and len(external_ids) > 1:
+        rows = sql_rows(
+            f"SELECT x.id FROM unnest(%s::text[]) AS x(id), LATERAL (SELECT 1 FROM {table} o "
+            f"WHERE o.{channel_column} = %s AND o.{external_column} = x.id LIMIT 1) AS known",
+            [external_ids, channel.pk],
+            prepare=False,
+        )
+    else:
+        matches, params = sql_in(external_column, external_ids, "text")
+        rows = sql_rows(
+            f"SELECT {external_column} FROM {table} WHERE {channel_column} = %s AND {matches}",
+            [channel.pk, *params],
+            prepare=False,
+        )
     return [external_id for (external_id,) in rows]
 
 
@@ -347,6 +362,7 @@ def _payload_versions_from_orders(order_ids: list[int]) -> None:
         f"INSERT INTO {sql_name(OrderPayloadVersion)} ({columns}) "
         f"SELECT {sources}, %s FROM {sql_name(Order)} WHERE {of_orders}",
         [connection.ops.adapt_datetimefield_value(timezone.now()), *params],
+        prepare=False,
     )
 
 

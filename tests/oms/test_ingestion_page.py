@@ -111,6 +111,17 @@ def test_what_it_cannot_create_together_is_left_for_order_ingest(amazon, stocked
     assert (repeat.created, repeat.changed) == (False, True)
 
 
+def test_an_order_id_known_on_another_channel_is_new_on_this_one(amazon, stocked):
+    from oms.models import SalesChannel
+
+    webshop = SalesChannel.objects.create(code="webshop", kind=SalesChannel.Kind.WEBSHOP)
+    order_ingest(channel=amazon, record=make_record("1001"))
+    order_ingest(channel=amazon, record=make_record("1002"))
+    created = orders_ingest_new(channel=webshop, records=[make_record("1001"), make_record("1003")])
+    assert sorted(created) == ["1001", "1003"]
+    assert Order.objects.filter(external_id="1001").count() == 2
+
+
 def test_stock_taken_before_reserving_writes_nothing(amazon, stocked, mug):
     page = [make_record(f"S-{i}", lines=(("MUG", 4),)) for i in range(2)]
     planned = _plan_new_orders(amazon, page, lambda codes: {mug.code: mug})
