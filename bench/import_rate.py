@@ -17,6 +17,7 @@ simulator order present. Headlines: ``RESULT import_rate_amazon`` and
 real channel has (a few hundred ms a page): the floor pays it too, and the import hides it
 by fetching the next page while it stores one.
 
+Each simulator serves from a process of its own, as a channel's servers are not in ours.
 The simulators' order-listing quotas are relaxed for this benchmark (they would measure the
 channel's quota, not our import): Amazon searchOrders is really 0.0056 calls/s after a burst
 of 20 (100 orders a page: 0.56 orders/s sustained), Shopify 2 calls/s after a burst of 40
@@ -26,9 +27,12 @@ broker database the nudges go to; it is flushed before and after.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
@@ -102,7 +106,7 @@ def _world(kind: str, sim):
     return channel, codes
 
 
-def _floor_amazon(sim, since: datetime) -> tuple[int, float, int]:
+def _floor_amazon(base_url: str, since: datetime) -> tuple[int, float, int]:
     """LWA token exchange, then every searchOrders page, with bare httpx. (orders, s, pages)"""
     import httpx
 
@@ -111,7 +115,7 @@ def _floor_amazon(sim, since: datetime) -> tuple[int, float, int]:
 
     creds = SIMULATOR_CREDENTIALS["amazon"]
     started = time.perf_counter()
-    with httpx.Client(base_url=sim.base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
         token = client.post(
             "/auth/o2/token",
             data={
@@ -143,13 +147,13 @@ def _floor_amazon(sim, since: datetime) -> tuple[int, float, int]:
     return seen, time.perf_counter() - started, pages
 
 
-def _floor_shopify(sim, since: datetime) -> tuple[int, float, int]:
+def _floor_shopify(base_url: str, since: datetime) -> tuple[int, float, int]:
     """Every orders.json page (250 each, ``Link`` paging), with bare httpx."""
     import httpx
 
     started = time.perf_counter()
     headers = {"X-Shopify-Access-Token": "shpat_simulator", "Accept": "application/json"}
-    with httpx.Client(base_url=sim.base_url, timeout=30, headers=headers) as client:
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
         url = "/admin/api/2025-07/orders.json"
         params: dict | None = {
             "status": "any",
@@ -183,26 +187,62 @@ def _verify(channel, sim) -> tuple[int, int, int]:
     return stored.count(), duplicates, len(expected - ids)
 
 
+@contextmanager
+def _served_apart(sim):
+    """Serve ``sim`` (set up and seeded here) from a child process, at the same address,
+    until the block ends; yields its base URL. A channel's servers are never in our process:
+    a simulator thread in it would take the GIL from the import (and not from the floor,
+    which waits for each page)."""
+    from django.db import connections
+
+    base_url = sim.base_url
+    port = int(base_url.rsplit(":", 1)[1])
+    sim.stop()
+    connections.close_all()  # never share the parent's connection across fork
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_serve, args=(sim, port, ready), daemon=True)
+    child.start()
+    if not ready.wait(30):
+        raise RuntimeError("the simulator process did not start")
+    try:
+        yield base_url
+    finally:
+        child.terminate()
+        child.join(10)
+
+
+def _serve(sim, port: int, ready) -> None:
+    sim.start(port=port)
+    ready.set()
+    threading.Event().wait()
+
+
+def _throttled(base_url: str) -> int:
+    import httpx
+
+    return httpx.get(f"{base_url}/_sim/state", timeout=10).json()["throttled"]
+
+
 def _run(kind: str, sim_cls, rate_limits, n: int) -> None:
     from channels_app.services.imports import channel_orders_import
     from oms.models import Order
 
     sim = sim_cls(rate_limits=rate_limits, seed=11)
     sim.start()
-    try:
-        channel, codes = _world(kind, sim)
-        seeded_at = time.perf_counter()
-        sim.seed_orders(n, skus=codes)
-        sim.faults.latency_ms = LATENCY_MS
-        print(
-            f"{kind}: {n:,} orders seeded in the simulator in "
-            f"{time.perf_counter() - seeded_at:.1f}s",
-            flush=True,
-        )
+    channel, codes = _world(kind, sim)
+    seeded_at = time.perf_counter()
+    sim.seed_orders(n, skus=codes)
+    sim.faults.latency_ms = LATENCY_MS
+    print(
+        f"{kind}: {n:,} orders seeded in the simulator in {time.perf_counter() - seeded_at:.1f}s",
+        flush=True,
+    )
+    with _served_apart(sim) as base_url:
         # What the connector asks for on a first poll: the initial window minus the overlap.
         since = datetime.now(UTC) - timedelta(days=7, seconds=300)
         fetched, floor_seconds, pages = (
-            _floor_amazon(sim, since) if kind == "amazon" else (_floor_shopify(sim, since))
+            _floor_amazon(base_url, since) if kind == "amazon" else _floor_shopify(base_url, since)
         )
         floor = fetched / floor_seconds
         print(
@@ -225,12 +265,10 @@ def _run(kind: str, sim_cls, rate_limits, n: int) -> None:
         held = Order.objects.filter(channel=channel, status="on_hold").count()
         print(
             f"{kind}: stored {stored:,} of {n:,}; duplicates {duplicates}; lost {lost}; "
-            f"on hold {held}; simulator throttled {sim.throttled} calls",
+            f"on hold {held}; simulator throttled {_throttled(base_url)} calls",
             flush=True,
         )
         result(f"import_rate_{kind}", rate, "orders/s", floor=floor)
-    finally:
-        sim.stop()
 
 
 def main() -> None:
