@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Model
 
 from .sql import sql_rows
+
+M = TypeVar("M", bound=Model)
 
 # Fewer rows go in by one INSERT: COPY needs a statement more (the ids).
 COPY_MIN_ROWS = 10
@@ -39,6 +42,51 @@ _AS_IS = {
     models.DecimalField: (Decimal, type(None)),
     models.DateTimeField: (datetime, type(None)),
 }
+
+
+def model_instance(model: type[M], **values) -> M:
+    """An unsaved ``model`` built as the ORM builds the rows it reads, by position: a third
+    of the cost of ``model(**values)``, which tells for a page's thousands of rows.
+
+    ``values`` are by attribute name (``order_id``) or, for a foreign key, by field name with
+    the related instance (``order``), which is kept as the loaded relation; every other field
+    takes its default. An unknown name raises ``KeyError``.
+    """
+    positions, relations, defaults, makers = _instance_shape(model)
+    row = list(defaults)
+    for index, make in makers:
+        row[index] = make()
+    related = []
+    for name, value in values.items():
+        index = positions.get(name)
+        if index is None:
+            field, index = relations[name]
+            related.append((field, value))
+            value = None if value is None else value.pk
+        row[index] = value
+    obj = model(*row)
+    for field, value in related:
+        field.set_cached_value(obj, value)
+    return obj
+
+
+@cache
+def _instance_shape(model: type[Model]) -> tuple[dict, dict, list, list]:
+    """For ``model_instance``: the position of each attribute name, each foreign key by
+    name with its position, the constant defaults and the defaults made anew per row."""
+    fields = model._meta.concrete_fields
+    positions = {field.attname: index for index, field in enumerate(fields)}
+    relations = {
+        field.name: (field, index) for index, field in enumerate(fields) if field.is_relation
+    }
+    defaults, makers = [], []
+    for index, field in enumerate(fields):
+        if field.has_default() and callable(field.default):
+            makers.append((index, field.default))
+            defaults.append(None)
+        else:
+            defaults.append(field.get_default())
+    return positions, relations, defaults, makers
 
 
 def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:

@@ -22,7 +22,7 @@ from django.db.models import Case, F, When
 from django.utils import timezone
 
 from . import outbox, selectors
-from .bulk import rows_insert
+from .bulk import model_instance, rows_insert
 from .exceptions import (
     InsufficientStock,
     InvalidQuantity,
@@ -132,7 +132,8 @@ def _ledger_rows(
 ) -> list[StockMovement]:
     who = _actor_fields(actor)
     return [
-        StockMovement(
+        model_instance(
+            StockMovement,
             kind=e.kind,
             sku_id=e.sku_id,
             warehouse_id=e.warehouse_id,
@@ -580,7 +581,8 @@ def _reserve(
         for sku_id, units in order_demand.items():
             demand[sku_id] += units
         ours = [
-            Reservation(
+            model_instance(
+                Reservation,
                 reference=reference,
                 line_reference=line_ref,
                 sku=component,

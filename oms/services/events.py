@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from inventory.bulk import model_instance
 from inventory.outbox import nudge_task
 from oms.models import Order, OrderEvent
 
@@ -46,7 +47,8 @@ def order_event_row(
 ) -> OrderEvent:
     """An unsaved timeline entry, for writers that insert many at once (and nudge with
     ``orders_changed_nudge`` themselves)."""
-    return OrderEvent(
+    return model_instance(
+        OrderEvent,
         order=order,
         kind=kind,
         message=message[:500],

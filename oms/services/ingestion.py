@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from inventory.bulk import rows_insert
+from inventory.bulk import model_instance, rows_insert
 from inventory.exceptions import InsufficientStock
 from inventory.models import SKU, CarrierPickup, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
@@ -333,7 +333,7 @@ def _create_allocated(planned: list[tuple[Order, OrderRecord, list]], actor: Act
     rows_insert(Order, [order for order, _, _ in planned])
     for (order, _, lines), *entries in zip(planned, imported, allocated, strict=True):
         for row in [*lines, *entries]:
-            row.order = order  # its id, now that the order has one
+            row.order_id = order.pk  # now that it has one
     rows_insert(OrderLine, [line for _, _, lines in planned for line in lines])
     by_warehouse: dict[Warehouse, list] = {}
     for order, _, lines in planned:
@@ -370,7 +370,8 @@ def _order_from_record(channel, record: OrderRecord, payload: dict, digest: str)
     """The unsaved order for a new record: awaiting fulfillment when paid, else pending
     (creation is not a transition)."""
     paid = record.status not in (ChannelOrderStatus.PENDING, ChannelOrderStatus.CANCELLED)
-    return Order(
+    return model_instance(
+        Order,
         channel=channel,
         external_id=record.channel_order_id,
         fulfillment_model=record.fulfillment_model,
@@ -396,7 +397,8 @@ def _order_from_record(channel, record: OrderRecord, payload: dict, digest: str)
 
 def _line_rows(order: Order, record: OrderRecord, skus: dict[str, SKU]) -> list[OrderLine]:
     return [
-        OrderLine(
+        model_instance(
+            OrderLine,
             order=order,
             sku=skus.get(line.seller_sku),
             seller_sku=line.seller_sku,
