@@ -107,11 +107,19 @@ def order_record_import(
     return "updated" if result.changed else "unchanged"
 
 
-def _read_ahead(pages: Iterator[OrderPage]) -> Generator[OrderPage, None, None]:
-    """The channel's pages, the next one fetched (on a thread, which touches no database)
-    while this one is stored, so the channel's response time hides behind our writes. An
-    error fetching a page is raised here, in its turn; closing this stops the reader."""
-    ahead: queue.Queue = queue.Queue(maxsize=1)
+# Pages fetched ahead at most; pages that have arrived are stored together up to this many
+# orders (a channel's backlog, where a page of 100 would pay a transaction's fixed cost for
+# every 100 orders).
+_PAGES_AHEAD = 4
+_BATCH_ORDERS = 500
+
+
+def _read_ahead(pages: Iterator, most: int = _PAGES_AHEAD) -> Generator[list, None, None]:
+    """The channel's pages, fetched on a thread (which touches no database) while the ones
+    before are stored, so the channel's response time hides behind our writes. Yields every
+    page that has arrived by then, in order (one at least, ``most`` + 1 at most). An error
+    fetching a page is raised here, in its turn; closing this stops the reader."""
+    ahead: queue.Queue = queue.Queue(maxsize=most)
     stop = threading.Event()
 
     def hand_over(item) -> bool:
@@ -139,16 +147,41 @@ def _read_ahead(pages: Iterator[OrderPage]) -> Generator[OrderPage, None, None]:
     reader = threading.Thread(target=read, name="order-pages", daemon=True)
     reader.start()
     try:
-        while True:
-            page, err = ahead.get()
-            if err is not None:
-                raise err
-            if page is None:
-                return
-            yield page
+        ended = None
+        while ended is None:
+            arrived = []
+            item = ahead.get()
+            while True:
+                page, err = item
+                if page is None:
+                    ended = item
+                    break
+                arrived.append(page)
+                try:
+                    item = ahead.get_nowait()
+                except queue.Empty:
+                    break
+            if arrived:
+                yield arrived
+        if ended[1] is not None:
+            raise ended[1]
     finally:
         stop.set()
         reader.join()
+
+
+def _batches(pages: list[OrderPage], most_orders: int = _BATCH_ORDERS) -> list[OrderPage]:
+    """Consecutive pages joined while they hold ``most_orders`` together."""
+    batches: list[OrderPage] = []
+    for page in pages:
+        last = batches[-1] if batches else None
+        if last is not None and len(last.records) + len(page.records) <= most_orders:
+            batches[-1] = OrderPage(
+                records=[*last.records, *page.records], rejects=[*last.rejects, *page.rejects]
+            )
+        else:
+            batches.append(page)
+    return batches
 
 
 def _page_ingest_new(channel: Channel, records, resolver) -> dict:
@@ -194,7 +227,7 @@ def channel_orders_import(*, channel: Channel) -> ImportSummary:
     connector = channel_connector(channel)
     pages = _read_ahead(connector.fetch_orders(updated_after=cursor - overlap))
     try:
-        for page in pages:
+        for page in (batch for arrived in pages for batch in _batches(arrived)):
             created = _page_ingest_new(channel, page.records, resolver)
             _import_errors_resolve(channel, created.keys() & open_errors)
             summary.created += len(created)

@@ -170,12 +170,56 @@ def test_pages_are_read_ahead_in_order_and_a_fetch_error_comes_in_its_turn():
         raise ConnectorRetryableError("503 on page 4")
 
     pages = _read_ahead(channel_pages())
-    assert next(pages) == 0
+    seen = next(pages)
+    assert seen[0] == 0
     assert wait_until(lambda: len(fetched) >= 2)  # page 1 is fetched while 0 is stored
     assert {thread for _, thread in fetched} == {"order-pages"}
-    assert [next(pages), next(pages)] == [1, 2]
     with pytest.raises(ConnectorRetryableError, match="503 on page 4"):
-        next(pages)
+        for arrived in pages:
+            seen.extend(arrived)
+    assert seen == [0, 1, 2]  # every page before the error, in order, once
+
+
+def test_pages_that_have_arrived_come_together():
+    import threading
+
+    from channels_app.services.imports import _read_ahead
+
+    gate, fetched = threading.Event(), []
+
+    def channel_pages():
+        for n in range(6):
+            fetched.append(n)
+            yield n
+            gate.wait(2)  # the channel answers page 1 only once page 0 is being stored
+
+    pages = _read_ahead(channel_pages(), most=3)
+    assert next(pages) == [0]
+    gate.set()
+    assert wait_until(lambda: len(fetched) == 5)  # 1-3 wait in turn, 4 is handed over next
+    together = next(pages)
+    assert together[:3] == [1, 2, 3] and len(together) <= 4  # at most 3 ahead, plus one
+    rest = [n for arrived in pages for n in arrived]
+    assert together + rest == [1, 2, 3, 4, 5]
+
+
+def test_arrived_pages_are_stored_in_batches_of_at_most_so_many_orders():
+    from channels_app.connectors.base import OrderPage, RejectedRecord
+    from channels_app.services.imports import _batches
+
+    def page(name, orders, rejects=0):
+        return OrderPage(
+            records=[f"{name}{i}" for i in range(orders)],
+            rejects=[RejectedRecord(external_id=f"{name}-bad", raw={}, reason="x")] * rejects,
+        )
+
+    batches = _batches([page("a", 3, 1), page("b", 3), page("c", 5, 1), page("d", 9)], 6)
+    assert [b.records for b in batches] == [
+        ["a0", "a1", "a2", "b0", "b1", "b2"],
+        ["c0", "c1", "c2", "c3", "c4"],
+        [f"d{i}" for i in range(9)],  # a page bigger than a batch stays whole
+    ]
+    assert [len(b.rejects) for b in batches] == [1, 1, 0]
 
 
 def test_closing_the_pages_stops_the_reader():
@@ -193,7 +237,7 @@ def test_closing_the_pages_stops_the_reader():
             closed.append(True)
 
     pages = _read_ahead(endless())
-    assert [next(pages), next(pages)] == [0, 1]
+    assert next(pages)[0] == 0
     pages.close()
     assert closed == [True]
 
