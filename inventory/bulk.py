@@ -170,6 +170,20 @@ def _db_values(columns: list[tuple], obj: Model, db) -> list:
         value = field.pre_save(obj, True) if stamps else getattr(obj, attname)
         if type(value) in as_is and getattr(value, "tzinfo", True):
             row.append(value)  # a plain value, or an aware datetime
+        elif type(value) is JsonDocument:
+            row.append(value.text)  # PostgreSQL reads a JSON column from its text
         else:
             row.append(field.get_db_prep_save(value, db))
     return row
+
+
+class JsonDocument(dict):
+    """A JSON object that keeps the text it was serialized to (for its digest, say), so
+    ``rows_insert`` sends that text instead of serializing the object again: a channel's
+    order payload is kilobytes. Elsewhere it is the plain ``dict`` it holds."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: dict, text: str):
+        super().__init__(value)
+        self.text = text

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from inventory.bulk import model_instance, rows_insert
+from inventory.bulk import JsonDocument, model_instance, rows_insert
 from inventory.exceptions import InsufficientStock
 from inventory.models import SKU, CarrierPickup, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
@@ -120,12 +120,12 @@ def record_validate(record: OrderRecord) -> None:
         )
 
 
-def _payload(record: OrderRecord) -> tuple[dict, str]:
+def _payload(record: OrderRecord) -> tuple[JsonDocument, str]:
+    """The payload to keep (the channel's own, else the record) and its digest, which
+    identifies it whatever the order of its keys."""
     payload = record.raw or json.loads(json.dumps(asdict(record), default=str))
-    digest = hashlib.sha256(
-        json.dumps(payload, sort_keys=True, default=str, separators=(",", ":")).encode()
-    ).hexdigest()
-    return payload, digest
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return JsonDocument(payload, text), hashlib.sha256(text.encode()).hexdigest()
 
 
 def _address(record: OrderRecord) -> dict:
