@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 
+import orjson
 import requests
 
 from .base import ChannelConfig, ConnectorPermanentError, ConnectorRetryableError
@@ -189,7 +190,7 @@ class HttpClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return orjson.loads(response.content)  # several times the standard library's speed
         except ValueError as exc:
             raise ConnectorRetryableError(
                 f"channel returned invalid JSON (HTTP {response.status_code})",
