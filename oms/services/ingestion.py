@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from inventory.bulk import JsonDocument, model_instance, rows_insert
+from inventory.bulk import JsonDocument, collector_paused, model_instance, rows_insert
 from inventory.exceptions import InsufficientStock
 from inventory.models import SKU, CarrierPickup, StockLevel, Warehouse
 from inventory.services import stock_reserve_many
@@ -191,14 +192,15 @@ def orders_ingest_new(
     bundle, one to hold or to split) is left for ``order_ingest``, as are all of them when
     another writer took the stock they were planned against.
     """
-    planned = _plan_new_orders(channel, records, sku_resolver)
-    if not planned:
-        return {}
-    try:
-        with transaction.atomic():
-            _create_allocated(planned, actor)
-    except (_StockMoved, IntegrityError):
-        return {}
+    with collector_paused() if len(records) > 1 else nullcontext():
+        planned = _plan_new_orders(channel, records, sku_resolver)
+        if not planned:
+            return {}
+        try:
+            with transaction.atomic():
+                _create_allocated(planned, actor)
+        except (_StockMoved, IntegrityError):
+            return {}
     return {
         order.external_id: IngestResult(order=order, created=True, changed=True)
         for order, _, _ in planned
