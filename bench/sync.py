@@ -22,13 +22,14 @@ web view and its task). Beat's ``pushes-sweep`` entry is sent by this process ev
 beat would; the other beat entries are left out (order polling is done here, and a
 reconciliation run would spend the channels' quotas).
 
-Propagation: for each imported order, ``T`` is when its import transaction committed
-(recorded with ``on_commit``). Policies are off, so every listing should show exactly the
-available stock; with ``Q`` the SKU's available stock once that order and all committed
-before it are counted, the delay on each *other* channel is the time from ``T`` to the first
-quantity the simulator received at or after ``T`` that is ``<= Q`` (stock only goes down in
-this run, so that value includes the order). An order whose change never reached a channel
-by the end counts as infinitely late in the percentiles and is reported.
+Propagation: for each imported order, ``T`` is when its import stored it (the row's creation
+time, a few milliseconds before its transaction commits: the delay errs long). Policies are
+off, so every listing should show exactly the available stock; with ``Q`` the SKU's available
+stock once that order and all stored before it are counted, the delay on each *other* channel
+is the time from ``T`` to the first quantity the simulator received at or after ``T`` that is
+``<= Q`` (stock only goes down in this run, so that value includes the order). An order whose
+change never reached a channel by the end counts as infinitely late in the percentiles and is
+reported.
 
 The load decides the figure. The tightest limit is Shopify's 2 calls/s, one call per listing
 change: the default 0.5 orders/s per channel sits at that limit, and coalescing keeps it
@@ -251,25 +252,21 @@ class Workers:
             os.unlink(self.log.name)
 
 
-# ----- commit times ---------------------------------------------------------------------------
-
-_commits: dict[int, float] = {}
-_commits_lock = threading.Lock()
+# ----- when orders were stored ---------------------------------------------------------------
 
 
-def _record_commit(sender, instance, created, **kwargs) -> None:
-    if not created:
-        return
-    from django.db import transaction
+def _stored_at(order_ids) -> dict[int, float]:
+    """Each order's creation time (epoch seconds): taken as its import builds the row, a few
+    milliseconds before the transaction commits, so a delay measured from it errs long. (A
+    page of orders is written by COPY, which sends no model signals.)"""
+    from oms.models import Order
 
-    pk = instance.pk
-
-    def committed() -> None:
-        now = time.time()
-        with _commits_lock:
-            _commits[pk] = now
-
-    transaction.on_commit(committed)
+    return {
+        pk: created.timestamp()
+        for pk, created in Order.objects.filter(pk__in=list(order_ids)).values_list(
+            "pk", "created_at"
+        )
+    }
 
 
 # ----- the live system --------------------------------------------------------------------------
@@ -378,11 +375,6 @@ class LiveSystem:
     # ----- running ------------------------------------------------------------------------
 
     def start(self) -> None:
-        from django.db.models.signals import post_save
-
-        from oms.models import Order
-
-        post_save.connect(_record_commit, sender=Order, dispatch_uid="bench-commit-times")
         self._start_receiver()
         self.workers.start()
         self._thread(self._sweep, "sweep")
@@ -688,9 +680,8 @@ def propagation() -> None:
             order__channel__in=list(system.channels.values())
         ).values_list("order_id", "order__channel_id", "sku__code", "quantity"):
             units[(order_id, kind_of[channel_id], code)] += quantity
-        with _commits_lock:
-            commits = dict(_commits)
-        # (commit time, order, channel kind, sku, units), in commit order
+        commits = _stored_at({order_id for order_id, _, _ in units})
+        # (time stored, order, channel kind, sku, units), in that order
         events = sorted(
             (commits[order_id], order_id, origin, code, quantity)
             for (order_id, origin, code), quantity in units.items()
@@ -724,8 +715,8 @@ def propagation() -> None:
                 slowest.append((delay, origin, kind, code, committed, after))
         slowest.sort(reverse=True)
         print(
-            f"orders imported {len({e[1] for e in events})} ({missing_commit} without a recorded "
-            f"commit), channel updates measured {len(delays)}",
+            f"orders imported {len({e[1] for e in events})} ({missing_commit} not found), "
+            f"channel updates measured {len(delays)}",
             flush=True,
         )
         for kind in KINDS:
@@ -878,20 +869,22 @@ def _explain_oversold(system: LiveSystem, codes: list[str]) -> None:
 
 
 def _explain_ours(system: LiveSystem, code: str) -> None:
-    """Our side for one SKU: when each order's import committed, and each value computed
+    """Our side for one SKU: when each order's import stored it, and each value computed
     (p) and sent (s) per channel, in seconds into the load."""
     from channels_app.models import PushLog
     from oms.models import OrderLine
 
     start = system.load_started
     kind_of = {channel.pk: kind for kind, channel in system.channels.items()}
-    with _commits_lock:
-        commits = dict(_commits)
-    imports = sorted(
-        (commits.get(order_id, math.inf) - start, kind_of[channel_id], quantity)
-        for order_id, channel_id, quantity in OrderLine.objects.filter(
+    lines = list(
+        OrderLine.objects.filter(
             sku__code=code, order__channel__in=list(system.channels.values())
         ).values_list("order_id", "order__channel_id", "quantity")
+    )
+    commits = _stored_at({order_id for order_id, _, _ in lines})
+    imports = sorted(
+        (commits.get(order_id, math.inf) - start, kind_of[channel_id], quantity)
+        for order_id, channel_id, quantity in lines
     )
     logs = defaultdict(list)
     for channel_id, created, state, quantity in (
