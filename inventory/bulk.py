@@ -213,7 +213,8 @@ def _db_values(columns: list[tuple], obj: Model, db) -> list:
 class JsonDocument(dict):
     """A JSON object that keeps the text it was serialized to (for its digest, say), so
     ``rows_insert`` sends that text instead of serializing the object again: a channel's
-    order payload is kilobytes. Elsewhere it is the plain ``dict`` it holds."""
+    order payload is kilobytes. Elsewhere it is the plain ``dict`` it holds. Not to be
+    changed once made: the text would no longer be what it holds."""
 
     __slots__ = ("text",)
 
