@@ -3,11 +3,11 @@
 Each simulator holds ``BENCH_IMPORT_ORDERS`` orders (default 10,000; the Amazon one
 ``BENCH_IMPORT_ORDERS_AMAZON`` if set), for 20 listed SKUs with stock for all of them. The
 measured path is ``channel_orders_import``: the connector's HTTP calls and paging, mapping,
-the page's new orders stored together (``orders_ingest_new``) with their reservations, the
-stock-change outbox and the nudges, published to a Redis broker as in production (no worker
-consumes them here). The
-floor, in the same run, fetches the same pages with a bare ``httpx`` client doing the same
-auth and paging: no mapping, no database.
+the arrived pages' new orders stored together (``orders_ingest_new``) with their
+reservations, the stock-change outbox and the nudges, published to a Redis broker as in
+production (no worker consumes them here). The floor, in the same run, fetches the same
+pages with a bare ``httpx`` client doing the same auth and paging (and parsing each page with
+the standard library's ``json``): no mapping, no database.
 
 Checks: the channel's order count equals the simulator's, no external id twice, every
 simulator order present. Headlines: ``RESULT import_rate_amazon`` and
@@ -15,7 +15,7 @@ simulator order present. Headlines: ``RESULT import_rate_amazon`` and
 
 ``BENCH_IMPORT_LATENCY_MS`` (default 0) adds a response time to every simulator call, as a
 real channel has (a few hundred ms a page): the floor pays it too, and the import hides it
-by fetching the next page while it stores one.
+by fetching the next pages while it stores.
 
 Each simulator serves from a process of its own, as a channel's servers are not in ours.
 The simulators' order-listing quotas are relaxed for this benchmark (they would measure the

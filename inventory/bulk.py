@@ -134,14 +134,14 @@ def rows_insert(model: type[Model], objs: list[Model]) -> list[Model]:
     db = connections[DEFAULT_DB_ALIAS]  # the connection itself: ``connection`` is a proxy
     if db.vendor != "postgresql" or not objs:
         return model.objects.bulk_create(objs)
+    columns = _columns(model)
     if len(objs) < COPY_MIN_ROWS:
         ids = sql_rows(
             _insert_sql(model, len(objs)),
-            [value for obj in objs for value in _db_values(_columns(model), obj, db)],
+            [value for obj in objs for value in _db_values(columns, obj, db)],
         )
         return _saved(objs, [pk for (pk,) in ids], db)
     meta = model._meta
-    columns = _columns(model)
     quote = db.ops.quote_name
     names = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f, *_ in columns)])
     with db.cursor() as cursor:

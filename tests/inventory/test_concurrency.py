@@ -34,6 +34,20 @@ def _attempt(calls, outcomes, errors):
         connection.close()
 
 
+def _run_concurrently(call_lists) -> tuple[dict, list]:
+    """Each list of ``(name, call)`` on a thread of its own, all at once: which got their
+    stock, and any other error."""
+    outcomes, errors = {}, []
+    threads = [
+        threading.Thread(target=_attempt, args=(calls, outcomes, errors)) for calls in call_lists
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes, errors
+
+
 def _reservations(orders, warehouse):
     return [
         (
@@ -68,17 +82,9 @@ def test_sixteen_threads_two_thousand_orders_five_hundred_units():
         orders.append((reference, items))
         demand_of[reference] = demand
 
-    outcomes, errors = {}, []
-    threads = [
-        threading.Thread(
-            target=_attempt, args=(_reservations(orders[i::THREADS], warehouse), outcomes, errors)
-        )
-        for i in range(THREADS)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes, errors = _run_concurrently(
+        _reservations(orders[i::THREADS], warehouse) for i in range(THREADS)
+    )
 
     assert errors == [], errors[:5]
     assert len(outcomes) == ORDERS
@@ -120,30 +126,16 @@ def test_pages_of_orders_and_single_orders_together_never_oversell():
 
     singles = [order(f"single-{n}") for n in range(400)]
     pages = [(f"page-{p}", [order(f"page-{p}/{n}") for n in range(12)]) for p in range(40)]
-    outcomes, errors = {}, []
-    threads = [
-        threading.Thread(
-            target=_attempt, args=(_reservations(singles[i::4], warehouse), outcomes, errors)
-        )
-        for i in range(4)
-    ] + [
-        threading.Thread(
-            target=_attempt,
-            args=(
-                [
-                    (name, partial(services.stock_reserve_many, warehouse=warehouse, requests=rq))
-                    for name, rq in pages[i::4]
-                ],
-                outcomes,
-                errors,
-            ),
-        )
-        for i in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes, errors = _run_concurrently(
+        [_reservations(singles[i::4], warehouse) for i in range(4)]
+        + [
+            [
+                (name, partial(services.stock_reserve_many, warehouse=warehouse, requests=rq))
+                for name, rq in pages[i::4]
+            ]
+            for i in range(4)
+        ]
+    )
 
     assert errors == [], errors[:5]
     granted = [ref for ref, items in singles if outcomes[ref]]
