@@ -155,6 +155,21 @@ def test_channel_routes_by_rule_priority_with_each_default_pickup(amazon, nyc, r
     assert [w.code for w, _ in channel_merchant_routes(amazon.pk)] == ["austin", "nyc"]
 
 
+def test_an_order_its_first_warehouse_cannot_fill_goes_to_the_next(amazon, stocked, mug, reno):
+    from inventory.models import StockMovement
+    from inventory.services import stock_receive
+
+    stock_receive(sku=mug, warehouse=reno, quantity=20)
+    order = order_ingest(channel=amazon, record=make_record(lines=(("MUG", 12),))).order
+    assert (order.status, order.warehouse.code) == ("allocated", "reno")
+    assert (level(mug, reno).reserved, level(mug, stocked["nyc"]).reserved) == (12, 0)
+    # nyc (10 mugs) was tried first and refused: nothing of that attempt was written.
+    assert list(
+        StockMovement.objects.filter(kind="reservation").values_list("warehouse__code", flat=True)
+    ) == ["reno"]
+    assert [e.kind for e in order.events.order_by("id")] == ["imported", "status"]
+
+
 def test_split_across_warehouses_only_where_allowed(amazon, stocked, mug, lid, reno):
     from inventory.services import stock_receive
 
